@@ -1,0 +1,83 @@
+"""The `flashsale` command: argument parsing and process set-up for each subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from flashsale import __version__
+from flashsale.errors import FlashsaleError
+from flashsale.settings import Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flashsale", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"flashsale {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("FLASHSALE_CONFIG") or None,
+        help="a TOML file overriding config/flashsale.toml (default: $FLASHSALE_CONFIG)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
+    serve.add_argument("--data-dir", help="embedded Redis data and admin token (default var)")
+    serve.add_argument("--workers", type=int, help="service processes (default 1)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.config,
+        os.environ,
+        {
+            "server_host": getattr(args, "host", None),
+            "server_port": getattr(args, "port", None),
+            "server_data_dir": getattr(args, "data_dir", None),
+            "server_workers": getattr(args, "workers", None),
+        },
+    )
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+            stream=sys.stderr,
+        )
+        if args.command == "serve":
+            from flashsale.serve import serve
+
+            _run(serve(settings))
+    except FlashsaleError as exc:
+        print(f"flashsale: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Typed keys for what the aiohttp app carries: settings, store, metrics."""
+
+from aiohttp import web
+
+from flashsale.metrics import Metrics
+from flashsale.settings import Settings
+from flashsale.store import SaleStore
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", SaleStore)
+METRICS = web.AppKey("metrics", Metrics)

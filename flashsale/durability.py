@@ -1,0 +1,44 @@
+"""Reads a Redis server's persistence settings and says whether they can lose orders."""
+
+from __future__ import annotations
+
+import logging
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+log = logging.getLogger("flashsale.durability")
+
+# What the engine needs for "durable before acknowledged".
+SAFE = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"}
+_RISKS = {
+    "appendonly": "acknowledged reservations live only in memory and vanish on a restart",
+    "appendfsync": "a crash can lose the last writes Redis already acknowledged",
+    "maxmemory-policy": "Redis may evict sale, hold or order keys when memory runs short",
+}
+
+
+async def durability_warnings(redis: Redis) -> list[str]:
+    """One sentence per setting that can lose acknowledged orders; logs what it found."""
+    found: dict[str, str] = {}
+    try:
+        for name in SAFE:
+            reply = await redis.config_get(name)
+            found.update({str(key): str(value) for key, value in reply.items()})
+    except redis_errors.ResponseError as exc:
+        # Managed services often rename or forbid CONFIG.
+        warning = f"could not read the Redis persistence settings ({exc}); check them by hand"
+        log.warning(warning)
+        return [warning]
+    log.info(
+        "Redis durability: %s",
+        ", ".join(f"{name}={found.get(name, '?')}" for name in SAFE),
+    )
+    warnings = [
+        f"{name} is {found.get(name)!r}, not {wanted!r}: {_RISKS[name]}"
+        for name, wanted in SAFE.items()
+        if found.get(name) != wanted
+    ]
+    for warning in warnings:
+        log.warning("Redis durability: %s", warning)
+    return warnings

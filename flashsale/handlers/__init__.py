@@ -1,0 +1,1 @@
+"""HTTP handlers: requests in, views or problem documents out."""

@@ -1,0 +1,81 @@
+"""Shopper-facing routes: view a sale, attempt a purchase, look up an order."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from flashsale.codec import decode_body, fingerprint, respond
+from flashsale.context import METRICS, STORE
+from flashsale.handlers.params import idempotency_key, path_id
+from flashsale.models import OrderStatus, PurchaseRequest, ReservationView, order_view, sale_view
+from flashsale.outcomes import Rejected, Rejection
+from flashsale.problems import Problem, ProblemCode
+from flashsale.timefmt import format_ms
+
+_REJECTION_DETAILS: dict[Rejection, str] = {
+    Rejection.NOT_FOUND: "no sale with this id",
+    Rejection.SALE_NOT_STARTED: "the sale has not opened yet",
+    Rejection.SALE_ENDED: "the sale has ended",
+    Rejection.SALE_PAUSED: "the sale is paused by the operator",
+    Rejection.SOLD_OUT: "not enough stock left for this quantity",
+    Rejection.USER_LIMIT_REACHED: "this user already holds the most units allowed per user",
+    Rejection.IDEMPOTENCY_CONFLICT: "this Idempotency-Key was used with a different body",
+    Rejection.SALE_EXISTS: "a sale with this id exists already",
+    Rejection.INVALID_WINDOW: "ends_at must be after starts_at",
+}
+
+
+def rejection_problem(rejected: Rejected) -> Problem:
+    """The one place a script's refusal becomes an HTTP answer."""
+    if rejected.reason is Rejection.INVALID_WINDOW:
+        code = ProblemCode.INVALID_REQUEST
+    else:
+        code = ProblemCode(rejected.reason.value)
+    headers = {"Idempotent-Replayed": "true"} if rejected.replayed else None
+    return Problem(code, _REJECTION_DETAILS[rejected.reason], headers)
+
+
+async def get_sale(request: web.Request) -> web.Response:
+    sale_id = path_id(request, "sale_id")
+    sale = await request.app[STORE].get_sale(sale_id)
+    if sale is None:
+        raise Problem(ProblemCode.NOT_FOUND, f"no sale with id {sale_id!r}")
+    return respond(request, sale_view(sale))
+
+
+async def purchase(request: web.Request) -> web.Response:
+    sale_id = path_id(request, "sale_id")
+    key = idempotency_key(request)
+    body = await decode_body(request, PurchaseRequest)
+    outcome = await request.app[STORE].purchase(
+        sale_id,
+        body.user_id,
+        body.quantity,
+        idempotency_key=key,
+        fingerprint=fingerprint(body),
+    )
+    metrics = request.app[METRICS]
+    if isinstance(outcome, Rejected):
+        metrics.purchase_attempts.labels(outcome.reason.value).inc()
+        raise rejection_problem(outcome)
+    metrics.purchase_attempts.labels("ok").inc()
+    headers = {"Location": f"/v1/orders/{outcome.order_id}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    view = ReservationView(
+        order_id=outcome.order_id,
+        sale_id=sale_id,
+        user_id=outcome.user_id,
+        quantity=outcome.quantity,
+        status=OrderStatus.RESERVED,
+        expires_at=format_ms(outcome.expires_at),
+    )
+    return respond(request, view, status=201, headers=headers)
+
+
+async def get_order(request: web.Request) -> web.Response:
+    order_id = path_id(request, "order_id")
+    order = await request.app[STORE].get_order(order_id)
+    if order is None:
+        raise Problem(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")
+    return respond(request, order_view(order))

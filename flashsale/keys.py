@@ -1,0 +1,40 @@
+"""Every Redis key name flashsale uses. Keys of one sale share a hash slot: fs:{<sale_id>}:…"""
+
+PREFIX = "fs"
+
+# Global keys (not tied to one sale's slot).
+SALES_INDEX = f"{PREFIX}:sales"
+
+
+def sale_ref(ref: str) -> str:
+    """Maps the short ref embedded in order ids back to its sale id."""
+    return f"{PREFIX}:ref:{ref}"
+
+
+def _sale_prefix(sale_id: str) -> str:
+    return f"{PREFIX}:{{{sale_id}}}"
+
+
+def sale(sale_id: str) -> str:
+    return f"{_sale_prefix(sale_id)}:sale"
+
+
+def held(sale_id: str) -> str:
+    return f"{_sale_prefix(sale_id)}:held"
+
+
+def order(sale_id: str, order_id: str) -> str:
+    return f"{_sale_prefix(sale_id)}:order:{order_id}"
+
+
+def holds(sale_id: str) -> str:
+    return f"{_sale_prefix(sale_id)}:holds"
+
+
+def events(sale_id: str) -> str:
+    return f"{_sale_prefix(sale_id)}:events"
+
+
+def idempotency(sale_id: str, user_id: str, key: str) -> str:
+    # The user id's length keeps ("a:b", "c") and ("a", "b:c") apart.
+    return f"{_sale_prefix(sale_id)}:idem:{len(user_id)}:{user_id}:{key}"

@@ -1,0 +1,40 @@
+"""What a state-changing script decided: each Lua return code maps to one value here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Rejection(enum.StrEnum):
+    """A script's refusal. The values are the Lua return codes and the API's error codes."""
+
+    NOT_FOUND = "not_found"
+    SALE_NOT_STARTED = "sale_not_started"
+    SALE_ENDED = "sale_ended"
+    SALE_PAUSED = "sale_paused"
+    SOLD_OUT = "sold_out"
+    USER_LIMIT_REACHED = "user_limit_reached"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    SALE_EXISTS = "sale_exists"
+    INVALID_WINDOW = "invalid_window"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    order_id: str
+    sale_id: str
+    user_id: str
+    quantity: int
+    created_at: int
+    expires_at: int
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: Rejection
+    replayed: bool = False
+
+
+PurchaseOutcome = Reservation | Rejected

@@ -1,0 +1,134 @@
+"""Settings: one frozen dataclass, read from the packaged TOML, a user file, env and flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flashsale.errors import ConfigError
+from flashsale.resources import default_config_file
+
+ENV_PREFIX = "FLASHSALE_"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _at_least(minimum: float) -> dict[str, Any]:
+    return {"minimum": minimum}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting, named <section>_<key> after its place in config/flashsale.toml."""
+
+    server_host: str
+    server_port: int = dataclasses.field(metadata=_at_least(0))
+    server_workers: int = dataclasses.field(metadata=_at_least(1))
+    server_data_dir: str
+    server_max_body_bytes: int = dataclasses.field(metadata=_at_least(64))
+    server_shutdown_timeout_seconds: float = dataclasses.field(metadata=_at_least(0))
+    redis_url: str
+    redis_server_binary: str
+    redis_startup_timeout_seconds: float = dataclasses.field(metadata=_at_least(0.1))
+    redis_max_connections: int = dataclasses.field(metadata=_at_least(1))
+    redis_connect_timeout_seconds: float = dataclasses.field(metadata=_at_least(0.01))
+    redis_socket_timeout_seconds: float = dataclasses.field(metadata=_at_least(0.01))
+    orders_dsn: str
+    purchases_idempotency_ttl_seconds: int = dataclasses.field(metadata=_at_least(1))
+    admin_token: str
+    log_level: str
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server_data_dir)
+
+    def replace(self, **changes: Any) -> Settings:
+        merged = {**dataclasses.asdict(self), **changes}
+        return _build(merged)
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the packaged defaults, then `config_file`, then FLASHSALE_* from `env`, then flags."""
+    values = _read_toml(default_config_file())
+    if config_file is not None:
+        values.update(_read_toml(config_file))
+    for name in _field_types():
+        raw = (env or {}).get(env_name(name))
+        if raw is not None:
+            values[name] = _parse_env(name, raw)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _build(values)
+
+
+def _field_types() -> dict[str, type]:
+    hints = {"str": str, "int": int, "float": float}
+    return {f.name: hints[str(f.type)] for f in dataclasses.fields(Settings)}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+    known = _field_types()
+    flat: dict[str, Any] = {}
+    for section, table in document.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section!r} must be a [section] table")
+        for key, value in table.items():
+            name = f"{section}_{key}"
+            if name not in known:
+                raise ConfigError(f"{path}: unknown setting [{section}] {key}")
+            flat[name] = value
+    return flat
+
+
+def _parse_env(name: str, raw: str) -> Any:
+    kind = _field_types()[name]
+    if kind is str:
+        return raw
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{env_name(name)}: expected {'an integer' if kind is int else 'a number'}, got {raw!r}"
+        ) from None
+
+
+def _build(values: Mapping[str, Any]) -> Settings:
+    checked: dict[str, Any] = {}
+    for field in dataclasses.fields(Settings):
+        label = f"setting {field.name} ({env_name(field.name)})"
+        if field.name not in values:
+            raise ConfigError(f"{label} is missing")
+        value = values[field.name]
+        kind = _field_types()[field.name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{label} must be of type {kind.__name__}, got {value!r}")
+        minimum = field.metadata.get("minimum")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{label} must be at least {minimum}, got {value!r}")
+        checked[field.name] = value
+    if checked["log_level"].upper() not in _LOG_LEVELS:
+        raise ConfigError(f"setting log_level must be one of {', '.join(_LOG_LEVELS)}")
+    if checked["redis_url"] and not checked["redis_url"].startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError("setting redis_url (FLASHSALE_REDIS_URL) must be a redis:// URL")
+    if checked["orders_dsn"] and not checked["orders_dsn"].startswith(
+        ("postgresql://", "postgres://", "sqlite:")
+    ):
+        raise ConfigError("setting orders_dsn (FLASHSALE_ORDERS_DSN) must be a postgresql:// DSN")
+    return Settings(**checked)

@@ -1,0 +1,256 @@
+"""Typed calls into Redis: every state change is one Lua script, reads are plain commands."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from flashsale import keys
+from flashsale.errors import StoreUnavailable
+from flashsale.models import CreateSaleRequest, OrderRecord, OrderStatus, SaleRecord
+from flashsale.outcomes import PurchaseOutcome, Rejected, Rejection, Reservation
+from flashsale.scripts import Scripts
+from flashsale.timefmt import to_ms
+
+ScriptObserver = Callable[[str, float], None]
+
+_COUNTER_FIELDS = (
+    "attempts", "rejected", "shed",
+    "u_reserved", "u_confirmed", "u_cancelled", "u_expired",
+    "o_reserved", "o_confirmed", "o_cancelled", "o_expired",
+)  # fmt: skip
+# Redis answers that mean "not now" rather than "this script is wrong".
+_UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MASTERDOWN", "BUSY", "LOADING", "MISCONF", "TRYAGAIN")
+
+
+def sale_ref(sale_id: str) -> str:
+    """A short, stable name for a sale, embedded in its order ids so lookups find the sale."""
+    digest = hashlib.sha256(sale_id.encode()).digest()
+    return base64.b32encode(digest).decode()[:10].lower()
+
+
+def new_order_id(sale_id: str) -> str:
+    return f"{sale_ref(sale_id)}-{secrets.token_hex(10)}"
+
+
+def new_sale_id() -> str:
+    return f"sale-{secrets.token_hex(6)}"
+
+
+class SaleStore:
+    """The engine's Redis state, behind methods that return values or raise StoreUnavailable."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        idempotency_ttl_seconds: int,
+        observe_script: ScriptObserver | None = None,
+    ) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._idempotency_ttl_ms = idempotency_ttl_seconds * 1000
+        self._observe_script = observe_script or (lambda _name, _seconds: None)
+        self._sale_of_ref: dict[str, str] = {}
+
+    async def probe(self) -> int:
+        """A real script round trip; returns the Redis server's time in ms."""
+        return int(await self._run("probe", []))
+
+    async def create_sale(self, request: CreateSaleRequest, sale_id: str) -> SaleRecord | Rejected:
+        ref = sale_ref(sale_id)
+        async with _unavailable_on_redis_errors():
+            if not await self._redis.set(keys.sale_ref(ref), sale_id, nx=True):
+                owner = await self._redis.get(keys.sale_ref(ref))
+                if owner != sale_id:
+                    # Two ids sharing a 50-bit ref: astronomically rare, but never silent.
+                    return Rejected(Rejection.SALE_EXISTS)
+            await self._redis.sadd(keys.SALES_INDEX, sale_id)
+        outcome, _now = await self._run(
+            "create_sale",
+            [keys.sale(sale_id)],
+            request.sku,
+            request.name,
+            ref,
+            request.stock,
+            to_ms(request.starts_at),
+            to_ms(request.ends_at),
+            request.per_user_limit,
+            request.hold_seconds,
+        )
+        if outcome != "ok":
+            return Rejected(Rejection(outcome))
+        return await self._read_sale_or_fail(sale_id)
+
+    async def get_sale(self, sale_id: str) -> SaleRecord | None:
+        async with _unavailable_on_redis_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(keys.sale(sale_id))
+            pipe.time()
+            fields, (seconds, micros) = await pipe.execute()
+        if not fields:
+            return None
+        return _sale_record(sale_id, fields, seconds * 1000 + micros // 1000)
+
+    async def list_sales(self) -> list[SaleRecord]:
+        async with _unavailable_on_redis_errors():
+            sale_ids = sorted(str(m) for m in await self._redis.smembers(keys.SALES_INDEX))
+            pipe = self._redis.pipeline(transaction=False)
+            for sale_id in sale_ids:
+                pipe.hgetall(keys.sale(sale_id))
+            pipe.time()
+            *rows, (seconds, micros) = await pipe.execute()
+        now = seconds * 1000 + micros // 1000
+        # An id indexed by a create that then lost its race or crashed has no hash: skip it.
+        return [_sale_record(sid, f, now) for sid, f in zip(sale_ids, rows, strict=True) if f]
+
+    async def patch_sale(
+        self,
+        sale_id: str,
+        *,
+        add_stock: int | None,
+        starts_at: int | None,
+        ends_at: int | None,
+        paused: bool | None,
+        per_user_limit: int | None,
+    ) -> SaleRecord | Rejected:
+        outcome, _now = await self._run(
+            "patch_sale",
+            [keys.sale(sale_id)],
+            _optional(add_stock),
+            _optional(starts_at),
+            _optional(ends_at),
+            "" if paused is None else int(paused),
+            _optional(per_user_limit),
+        )
+        if outcome != "ok":
+            return Rejected(Rejection(outcome))
+        return await self._read_sale_or_fail(sale_id)
+
+    async def end_sale(self, sale_id: str) -> SaleRecord | Rejected:
+        outcome, _now = await self._run("end_sale", [keys.sale(sale_id)])
+        if outcome != "ok":
+            return Rejected(Rejection(outcome))
+        return await self._read_sale_or_fail(sale_id)
+
+    async def purchase(
+        self,
+        sale_id: str,
+        user_id: str,
+        quantity: int,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        order_id: str | None = None,
+    ) -> PurchaseOutcome:
+        """One attempt. `order_id` names it: calling again with the same id takes nothing twice."""
+        order_id = order_id or new_order_id(sale_id)
+        idem_key = keys.idempotency(sale_id, user_id, idempotency_key or "")
+        outcome, stored_order_id, created_at, expires_at, replayed = await self._run(
+            "purchase",
+            [
+                keys.sale(sale_id),
+                keys.held(sale_id),
+                keys.order(sale_id, order_id),
+                keys.holds(sale_id),
+                keys.events(sale_id),
+                idem_key,
+            ],
+            order_id,
+            user_id,
+            quantity,
+            fingerprint if idempotency_key else "",
+            self._idempotency_ttl_ms,
+        )
+        if outcome != "ok":
+            return Rejected(Rejection(outcome), replayed=bool(replayed))
+        return Reservation(
+            order_id=stored_order_id,
+            sale_id=sale_id,
+            user_id=user_id,
+            quantity=quantity,
+            created_at=int(created_at),
+            expires_at=int(expires_at),
+            replayed=bool(replayed),
+        )
+
+    async def get_order(self, order_id: str) -> OrderRecord | None:
+        ref, _, _ = order_id.partition("-")
+        async with _unavailable_on_redis_errors():
+            sale_id = self._sale_of_ref.get(ref)
+            if sale_id is None:
+                owner = await self._redis.get(keys.sale_ref(ref))
+                if owner is None:
+                    return None
+                sale_id = self._sale_of_ref[ref] = str(
+                    owner
+                )  # refs never move: safe to keep forever
+            fields = await self._redis.hgetall(keys.order(sale_id, order_id))
+        if not fields:
+            return None
+        return OrderRecord(
+            order_id=order_id,
+            sale_id=sale_id,
+            user_id=str(fields["user_id"]),
+            quantity=int(fields["quantity"]),
+            status=OrderStatus(str(fields["status"])),
+            created_at=int(fields["created_at"]),
+            expires_at=int(fields["expires_at"]),
+        )
+
+    async def _read_sale_or_fail(self, sale_id: str) -> SaleRecord:
+        sale = await self.get_sale(sale_id)
+        if sale is None:  # only if someone deletes keys by hand between two calls
+            raise StoreUnavailable(f"sale {sale_id} vanished from Redis")
+        return sale
+
+    async def _run(self, name: str, script_keys: list[str], *args: Any) -> Any:
+        script = getattr(self._scripts, name)
+        started = time.perf_counter()
+        async with _unavailable_on_redis_errors():
+            result = await script(keys=script_keys, args=args)
+        self._observe_script(name, time.perf_counter() - started)
+        return result
+
+
+def _optional(value: int | None) -> int | str:
+    return "" if value is None else value
+
+
+def _sale_record(sale_id: str, fields: dict[str, str], now: int) -> SaleRecord:
+    return SaleRecord(
+        sale_id=sale_id,
+        sku=fields["sku"],
+        name=fields["name"],
+        ref=fields["ref"],
+        stock_total=int(fields["stock_total"]),
+        stock_left=int(fields["stock_left"]),
+        starts_at=int(fields["starts_at"]),
+        ends_at=int(fields["ends_at"]),
+        ended_at=int(fields["ended_at"]),
+        paused=fields["paused"] == "1",
+        per_user_limit=int(fields["per_user_limit"]),
+        hold_seconds=int(fields["hold_seconds"]),
+        counters={name: int(fields.get(name, "0")) for name in _COUNTER_FIELDS},
+        read_at=now,
+    )
+
+
+@asynccontextmanager
+async def _unavailable_on_redis_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        raise StoreUnavailable(f"Redis did not answer: {exc}") from exc
+    except redis_errors.ResponseError as exc:
+        if str(exc).startswith(_UNAVAILABLE_REPLIES):
+            raise StoreUnavailable(f"Redis refused the write: {exc}") from exc
+        raise

@@ -1,0 +1,24 @@
+-- create_sale.lua: create a sale unless its id is taken.
+--
+-- KEYS[1]  sale hash  fs:{sale}:sale
+--
+-- ARGV[1] sku  ARGV[2] name  ARGV[3] ref (short id embedded in order ids)
+-- ARGV[4] stock (>= 1)  ARGV[5] starts_at ms  ARGV[6] ends_at ms
+-- ARGV[7] per_user_limit (>= 1)  ARGV[8] hold_seconds (>= 1)
+--
+-- Returns {outcome, now_ms}: outcome "ok" or "sale_exists".
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'sale_exists', now}
+end
+redis.call('HSET', KEYS[1],
+  'sku', ARGV[1], 'name', ARGV[2], 'ref', ARGV[3],
+  'stock_total', ARGV[4], 'stock_left', ARGV[4],
+  'starts_at', ARGV[5], 'ends_at', ARGV[6], 'ended_at', 0, 'paused', 0,
+  'per_user_limit', ARGV[7], 'hold_seconds', ARGV[8], 'created_at', now,
+  'attempts', 0, 'rejected', 0, 'shed', 0,
+  'u_reserved', 0, 'u_confirmed', 0, 'u_cancelled', 0, 'u_expired', 0,
+  'o_reserved', 0, 'o_confirmed', 0, 'o_cancelled', 0, 'o_expired', 0)
+return {'ok', now}

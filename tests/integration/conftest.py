@@ -1,0 +1,63 @@
+"""Fixtures for tests against the private Redis: settings, store, and the app over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from flashsale.app import create_app
+from flashsale.redis_client import connect
+from flashsale.scripts import Scripts
+from flashsale.settings import Settings, load_settings
+from flashsale.store import SaleStore
+from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
+
+CreateSale = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return load_settings(
+        env={},
+        overrides={
+            "redis_url": redis_url,
+            "admin_token": ADMIN_TOKEN,
+            "server_data_dir": str(Path(tmp_path_factory.mktemp("data"))),
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = connect(settings)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def store(redis: Redis, settings: Settings) -> SaleStore:
+    return SaleStore(redis, Scripts.register(redis), settings.purchases_idempotency_ttl_seconds)
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(settings))) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def create_sale(client: TestClient[Any, Any]) -> CreateSale:
+    """Creates a sale through the admin API and returns its view."""
+
+    async def create(**overrides: Any) -> dict[str, Any]:
+        response = await client.post("/admin/sales", json=sale_body(**overrides), headers=ADMIN)
+        assert response.status == 201, await response.text()
+        created: dict[str, Any] = await response.json()
+        return created
+
+    return create
