@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,67 @@ def redis_server(directory: Path, *extra: str) -> Iterator[str]:
         client.close()
         process.terminate()
         process.wait(10)
+
+
+@dataclass
+class Service:
+    """A running `flashsale serve` process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    data_dir: Path
+    output: Path
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+
+def flashsale_command() -> str:
+    """The console script installed beside this interpreter (what users run)."""
+    script = Path(sys.executable).parent / "flashsale"
+    assert script.exists(), f"{script} missing: install the project (make install)"
+    return str(script)
+
+
+@contextmanager
+def flashsale_service(
+    data_dir: Path, env: dict[str, str] | None = None, *args: str
+) -> Iterator[Service]:
+    """Runs `flashsale serve --port 0` and yields once it prints its address."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    output = data_dir / "serve.log"
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [flashsale_command(), "serve", "--port", "0", "--data-dir", str(data_dir), *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**clean_env, **(env or {})},
+        )
+    try:
+        wait_for(
+            lambda: "serving on" in output.read_text() or process.poll() is not None,
+            30,
+            "flashsale serve to start",
+        )
+        match = re.search(r"serving on (http://\S+)", output.read_text())
+        assert match, f"flashsale serve did not start:\n{output.read_text()}"
+        yield Service(process, match.group(1), data_dir, output)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); its state in /proc says it is gone.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")

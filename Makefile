@@ -1,0 +1,38 @@
+# The documented entry points. `make run` and `make test` install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast lint format clean
+
+$(VENV)/.installed: pyproject.toml scripts/bootstrap
+	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/bootstrap
+	touch $@
+
+install: $(VENV)/.installed
+
+## run: the engine on 127.0.0.1:8080 with its own Redis and data under var/
+run: install
+	$(BIN)/flashsale serve
+
+## test: every test tier (unit, integration, end-to-end), slow fault injection included
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-fast: everything but the slow fault-injection tests
+test-fast: install
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+## lint: ruff and mypy --strict, as CI runs them
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build *.egg-info

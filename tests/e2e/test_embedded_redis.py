@@ -1,0 +1,127 @@
+"""`flashsale serve` with its own redis-server: durability, supervision, no orphans, token."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flashsale.admin_token import TOKEN_FILE
+from flashsale.embedded_redis import RUNTIME_FILE
+from tests import sync_http as http
+from tests.helpers import sale_body
+from tests.servers import Service, flashsale_command, flashsale_service, pid_alive, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def redis_pid(service: Service) -> int:
+    return int(json.loads((service.data_dir / RUNTIME_FILE).read_text())["pid"])
+
+
+def admin_headers(service: Service) -> dict[str, str]:
+    token = (service.data_dir / TOKEN_FILE).read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_acknowledged_reservations_survive_redis_sigkill(tmp_path: Path) -> None:
+    with flashsale_service(tmp_path / "data") as service:
+        admin = admin_headers(service)
+        body = sale_body(stock=50, per_user_limit=1)
+        assert http.post(service.url + "/admin/sales", body, admin)[0] == 201
+        acknowledged: list[dict[str, Any]] = []
+        for i in range(30):
+            status, answer = http.post(
+                f"{service.url}/v1/sales/{body['sale_id']}/purchases",
+                {"user_id": f"u{i}", "quantity": 1},
+            )
+            assert status == 201
+            acknowledged.append(answer)
+
+        old_pid = redis_pid(service)
+        os.kill(old_pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(old_pid), 10, "redis-server to die")
+        wait_for(
+            lambda: http.get(service.url + "/readyz")[0] == 200 and redis_pid(service) != old_pid,
+            30,
+            "the service to restart its redis-server and be ready",
+        )
+
+        for answer in acknowledged:
+            status, order = http.get(f"{service.url}/v1/orders/{answer['order_id']}")
+            assert status == 200
+            assert (order["user_id"], order["status"]) == (answer["user_id"], "reserved")
+        status, sale = http.get(f"{service.url}/admin/sales/{body['sale_id']}", admin)
+        assert (sale["stock_left"], sale["counts"]["reserved"]) == (20, 30)
+        # And it keeps selling.
+        status, _ = http.post(
+            f"{service.url}/v1/sales/{body['sale_id']}/purchases",
+            {"user_id": "late", "quantity": 1},
+        )
+        assert status == 201
+
+
+def test_redis_never_outlives_a_killed_service(tmp_path: Path) -> None:
+    with flashsale_service(tmp_path / "data") as service:
+        child = redis_pid(service)
+        service.process.kill()
+        service.process.wait(10)
+        wait_for(lambda: not pid_alive(child), 10, "the orphaned redis-server to exit")
+
+
+def test_sigterm_stops_service_and_redis_cleanly(tmp_path: Path) -> None:
+    with flashsale_service(tmp_path / "data") as service:
+        child = redis_pid(service)
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(20) == 0
+        assert not pid_alive(child)
+        assert not (service.data_dir / RUNTIME_FILE).exists()
+
+
+def test_generated_admin_token_is_private_kept_and_never_printed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with flashsale_service(data) as service:
+        token_file = data / TOKEN_FILE
+        token = token_file.read_text().strip()
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert str(token_file) in service.log()
+        assert token not in service.log()
+        assert http.get(service.url + "/admin/sales", admin_headers(service))[0] == 200
+        assert http.get(service.url + "/admin/sales")[0] == 401
+    with flashsale_service(data) as again:
+        assert (data / TOKEN_FILE).read_text().strip() == token
+        assert token not in again.log()
+
+
+def test_missing_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [flashsale_command(), "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        env={**os.environ, "FLASHSALE_REDIS_SERVER_BINARY": "no-such-redis-server"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "apt-get install redis-server" in lines[0]
+
+
+def test_invalid_setting_stops_startup_naming_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [flashsale_command(), "serve", "--data-dir", str(tmp_path)],
+        env={**os.environ, "FLASHSALE_REDIS_MAX_CONNECTIONS": "many"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "FLASHSALE_REDIS_MAX_CONNECTIONS" in result.stderr
