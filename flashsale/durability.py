@@ -25,6 +25,11 @@ async def durability_warnings(redis: Redis) -> list[str]:
         for name in SAFE:
             reply = await redis.config_get(name)
             found.update({str(key): str(value) for key, value in reply.items()})
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        # Start anyway: /readyz answers 503 and purchases 503 until Redis answers.
+        warning = f"Redis is not reachable at start-up ({exc}); its durability is unchecked"
+        log.warning(warning)
+        return [warning]
     except redis_errors.ResponseError as exc:
         # Managed services often rename or forbid CONFIG.
         warning = f"could not read the Redis persistence settings ({exc}); check them by hand"

@@ -19,6 +19,11 @@ log = logging.getLogger("flashsale.serve")
 
 
 async def serve(settings: Settings) -> None:
+    if settings.server_workers > 1:
+        log.warning(
+            "server.workers=%d asked for, but this build serves from one process",
+            settings.server_workers,
+        )
     embedded: EmbeddedRedis | None = None
     try:
         if not settings.redis_url:

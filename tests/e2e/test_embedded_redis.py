@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from flashsale.admin_token import TOKEN_FILE
-from flashsale.embedded_redis import RUNTIME_FILE
+from flashsale.embedded_redis import RUNTIME_FILE, free_port
 from tests import sync_http as http
 from tests.helpers import sale_body
 from tests.servers import Service, flashsale_command, flashsale_service, pid_alive, wait_for
@@ -125,3 +125,12 @@ def test_invalid_setting_stops_startup_naming_it(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "FLASHSALE_REDIS_MAX_CONNECTIONS" in result.stderr
+
+
+def test_serve_starts_without_its_redis_and_reports_not_ready(tmp_path: Path) -> None:
+    env = {"FLASHSALE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with flashsale_service(tmp_path / "data", env) as service:
+        assert http.get(service.url + "/healthz")[0] == 200
+        status, problem = http.get(service.url + "/readyz")
+        assert (status, problem["code"]) == (503, "overloaded")
+        assert "not reachable" in service.log()

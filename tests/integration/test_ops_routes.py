@@ -99,3 +99,13 @@ async def test_durable_redis_gets_no_warning(tmp_path: Path) -> None:
 
 def connect_url(url: str) -> Redis:
     return connect(load_settings(env={}, overrides={"redis_url": url}))
+
+
+async def test_unreachable_redis_is_a_warning_not_a_crash() -> None:
+    redis = connect_url(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        warnings = await durability_warnings(redis)
+    finally:
+        await redis.aclose()
+    assert len(warnings) == 1
+    assert "not reachable" in warnings[0]
