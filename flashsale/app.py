@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from flashsale.context import METRICS, SETTINGS, STORE
+from flashsale.context import METRICS, REDIS, SCRIPTS, SETTINGS, STORE
 from flashsale.errors import ConfigError
 from flashsale.handlers import admin, ops, shopper
 from flashsale.metrics import Metrics
@@ -14,7 +16,11 @@ from flashsale.middleware import admin_auth, problems, request_context
 from flashsale.redis_client import connect
 from flashsale.scripts import Scripts
 from flashsale.settings import Settings
+from flashsale.sinks import open_sink
 from flashsale.store import SaleStore
+from flashsale.worker import Worker
+
+log = logging.getLogger("flashsale.app")
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
@@ -29,6 +35,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
     app.cleanup_ctx.append(_redis_store)
+    if settings.worker_in_process:
+        app.cleanup_ctx.append(_background_worker)
     _add_routes(app.router)
     return app
 
@@ -37,11 +45,14 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/sales/{sale_id}", shopper.get_sale)
     router.add_post("/v1/sales/{sale_id}/purchases", shopper.purchase)
     router.add_get("/v1/orders/{order_id}", shopper.get_order)
+    router.add_post("/v1/orders/{order_id}/confirm", shopper.confirm_order)
+    router.add_post("/v1/orders/{order_id}/cancel", shopper.cancel_order)
     router.add_get("/admin/sales", admin.list_sales)
     router.add_post("/admin/sales", admin.create_sale)
     router.add_get("/admin/sales/{sale_id}", admin.get_sale)
     router.add_patch("/admin/sales/{sale_id}", admin.patch_sale)
     router.add_post("/admin/sales/{sale_id}/end", admin.end_sale)
+    router.add_get("/admin/dead-letters", admin.dead_letters)
     router.add_get("/healthz", ops.healthz)
     router.add_get("/readyz", ops.readyz)
     router.add_get("/metrics", ops.metrics)
@@ -50,12 +61,31 @@ def _add_routes(router: web.UrlDispatcher) -> None:
 
 async def _redis_store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = connect(settings)
+    redis = app[REDIS] = connect(settings)
+    scripts = app[SCRIPTS] = Scripts.register(redis)
     app[STORE] = SaleStore(
         redis,
-        Scripts.register(redis),
+        scripts,
         idempotency_ttl_seconds=settings.purchases_idempotency_ttl_seconds,
         observe_script=app[METRICS].observe_script,
+        max_backlog=settings.orders_max_backlog,
     )
     yield
     await redis.aclose()
+
+
+async def _background_worker(app: web.Application) -> AsyncIterator[None]:
+    """The order-queue worker and hold sweeper, run beside the HTTP service."""
+    settings = app[SETTINGS]
+    sink = open_sink(settings.orders_dsn, settings.data_dir)
+    worker = Worker(app[REDIS], app[SCRIPTS], sink, settings, app[METRICS])
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop), name="order-worker")
+    log.info("order worker running in-process, writing to %s", sink.description)
+    yield
+    stop.set()  # the batch in hand is stored and acknowledged before the task returns
+    try:
+        await asyncio.wait_for(task, settings.server_shutdown_timeout_seconds)
+    except TimeoutError:
+        log.warning("order worker did not finish its batch in time; it stays pending")
+    await sink.close()

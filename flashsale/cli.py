@@ -9,11 +9,13 @@ import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flashsale import __version__
 from flashsale.errors import FlashsaleError
 from flashsale.settings import Settings, load_settings
+
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +34,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     serve.add_argument("--data-dir", help="embedded Redis data and admin token (default var)")
     serve.add_argument("--workers", type=int, help="service processes (default 1)")
+    serve.add_argument(
+        "--no-worker",
+        dest="in_process_worker",
+        action="store_false",
+        default=None,
+        help="do not run the order-queue worker and hold sweeper in this process",
+    )
+
+    worker = commands.add_parser(
+        "worker", help="hand order events to the order store and expire holds"
+    )
+    worker.add_argument("--data-dir", help="where the embedded Redis and SQLite live (default var)")
+    worker.add_argument("--burst", action="store_true", help="drain everything, then exit")
+
+    audit = commands.add_parser("audit", help="check the invariants; non-zero exit on violation")
+    audit.add_argument("--data-dir", help="where the embedded Redis and SQLite live (default var)")
+    audit.add_argument("--sale", dest="sale_id", help="audit only this sale")
     return parser
 
 
@@ -44,18 +63,18 @@ def _settings(args: argparse.Namespace) -> Settings:
             "server_port": getattr(args, "port", None),
             "server_data_dir": getattr(args, "data_dir", None),
             "server_workers": getattr(args, "workers", None),
+            "worker_in_process": getattr(args, "in_process_worker", None),
         },
     )
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
+def _run(main: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
-        asyncio.run(main)
-        return
+        return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
+        return runner.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flashsale.serve import serve
 
             _run(serve(settings))
+        elif args.command == "worker":
+            from flashsale.commands import run_worker
+
+            _run(run_worker(settings, args.burst))
+        elif args.command == "audit":
+            from flashsale.commands import run_audit
+
+            return 0 if _run(run_audit(settings, args.sale_id)) else 1
     except FlashsaleError as exc:
         print(f"flashsale: {exc}", file=sys.stderr)
         return 2

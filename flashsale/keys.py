@@ -5,6 +5,9 @@ PREFIX = "fs"
 # Global keys (not tied to one sale's slot).
 SALES_INDEX = f"{PREFIX}:sales"
 
+# The consumer group through which the order store reads every sale's events.
+ORDER_STORE_GROUP = "order-store"
+
 
 def sale_ref(ref: str) -> str:
     """Maps the short ref embedded in order ids back to its sale id."""
@@ -27,12 +30,22 @@ def order(sale_id: str, order_id: str) -> str:
     return f"{_sale_prefix(sale_id)}:order:{order_id}"
 
 
+def orders(sale_id: str) -> str:
+    """Every order id of the sale (a set), so the audit never scans the keyspace."""
+    return f"{_sale_prefix(sale_id)}:orders"
+
+
 def holds(sale_id: str) -> str:
     return f"{_sale_prefix(sale_id)}:holds"
 
 
 def events(sale_id: str) -> str:
     return f"{_sale_prefix(sale_id)}:events"
+
+
+def dead_letters(sale_id: str) -> str:
+    """Events the order store could not take after max_deliveries tries."""
+    return f"{_sale_prefix(sale_id)}:dead"
 
 
 def idempotency(sale_id: str, user_id: str, key: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -38,6 +38,50 @@ class Metrics:
             "Time to answer an HTTP request, by route template.",
             ["route"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+        self.events_applied = Counter(
+            "flashsale_order_events_applied_total",
+            "Order events written to the order store and acknowledged, by event type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.events_dead_lettered = Counter(
+            "flashsale_order_events_dead_lettered_total",
+            "Order events moved to a dead-letter stream after failing too often.",
+            registry=self.registry,
+        )
+        self.events_reclaimed = Counter(
+            "flashsale_order_events_reclaimed_total",
+            "Order events taken over from a consumer that left them pending too long.",
+            registry=self.registry,
+        )
+        self.sink_failures = Counter(
+            "flashsale_order_store_failures_total",
+            "Failed attempts to write to the order store, by kind (unavailable or data).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.sink_write_seconds = Histogram(
+            "flashsale_order_store_write_seconds",
+            "Time to write one batch of events to the order store.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.stream_backlog = Gauge(
+            "flashsale_order_stream_backlog",
+            "Events in the sale streams not yet acknowledged by the order store (all sales).",
+            registry=self.registry,
+        )
+        self.stream_pending = Gauge(
+            "flashsale_order_stream_pending",
+            "Events delivered to a worker but not yet acknowledged (all sales).",
+            registry=self.registry,
+        )
+        self.holds_expired = Counter(
+            "flashsale_holds_expired_total",
+            "Holds the sweeper released because they passed their expiry.",
             registry=self.registry,
         )
 

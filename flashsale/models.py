@@ -181,6 +181,21 @@ class OrderView(Struct):
     expires_at: str
 
 
+class DeadLetter(Struct):
+    """An order event the order store could not take, kept for an operator to look at."""
+
+    sale_id: str
+    dead_letter_id: str
+    entry_id: str
+    error: str
+    deliveries: int
+    event: dict[str, str]
+
+
+class DeadLetterList(Struct):
+    dead_letters: list[DeadLetter]
+
+
 def sale_view(sale: SaleRecord) -> SaleView:
     return SaleView(
         sale_id=sale.sale_id,

@@ -11,6 +11,7 @@ from flashsale import __version__
 from flashsale.models import (
     AdminSaleView,
     CreateSaleRequest,
+    DeadLetterList,
     OrderView,
     PatchSaleRequest,
     PurchaseRequest,
@@ -31,13 +32,14 @@ _SCHEMA_TYPES: tuple[type, ...] = (
     ReservationView,
     OrderView,
     ProblemDocument,
+    DeadLetterList,
 )
 _BODY_TYPES = ("application/json", "application/msgpack")
 _ERROR_DESCRIPTIONS = {
     "400": "invalid_request: malformed body, wrong types, out-of-range values, unknown fields",
     "401": "unauthorized: missing or wrong bearer token",
     "404": "not_found",
-    "409": "a business refusal; `code` says which",
+    "409": "a business refusal; `code` says which (order_not_pending for confirm/cancel)",
     "413": "payload_too_large",
     "422": "idempotency_conflict",
     "429": "rate_limited (carries Retry-After)",
@@ -125,6 +127,48 @@ def openapi_document() -> dict[str, Any]:
             "get": _operation(
                 "An order", "200", OrderView, ("400", "404", "503"), params=("order_id",)
             ),
+        },
+        "/v1/orders/{order_id}/confirm": {
+            "post": _operation(
+                "Payment went through: the units are sold for good (idempotent)",
+                "200",
+                OrderView,
+                ("400", "404", "409", "503"),
+                params=("order_id",),
+            ),
+        },
+        "/v1/orders/{order_id}/cancel": {
+            "post": _operation(
+                "The shopper gives the order up: its units go back on sale at once (idempotent)",
+                "200",
+                OrderView,
+                ("400", "404", "409", "503"),
+                params=("order_id",),
+            ),
+        },
+        "/admin/dead-letters": {
+            "get": {
+                **_operation(
+                    "Order events the order store could not take, newest first",
+                    "200",
+                    DeadLetterList,
+                    ("400", "503"),
+                    admin=True,
+                ),
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                    }
+                ],
+            },
         },
         "/admin/sales": {
             "get": _operation("Every sale, with counts", "200", SaleList, ("503",), admin=True),

@@ -18,6 +18,8 @@ class Rejection(enum.StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     SALE_EXISTS = "sale_exists"
     INVALID_WINDOW = "invalid_window"
+    ORDER_NOT_PENDING = "order_not_pending"
+    OVERLOADED = "overloaded"
 
 
 @dataclass(frozen=True)
@@ -38,3 +40,14 @@ class Rejected:
 
 
 PurchaseOutcome = Reservation | Rejected
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A confirm or cancel that took effect now, or earlier (replayed)."""
+
+    status: str
+    replayed: bool
+
+
+SettleOutcome = Settled | Rejected

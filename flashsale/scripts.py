@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from flashsale.resources import lua_dir
+
+_INCLUDE = re.compile(r"^--! include (?P<name>_[a-z_]+\.lua)$", re.MULTILINE)
+
+
+def script_source(name: str, folder: Path | None = None) -> str:
+    """A script's text with its `--! include _lib.lua` lines replaced by the library's text."""
+    folder = folder or lua_dir()
+    source = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda m: (folder / m["name"]).read_text(encoding="utf-8"), source)
 
 
 @dataclass(frozen=True)
@@ -15,16 +26,18 @@ class Scripts:
     """One AsyncScript per atomic operation; redis-py reloads a script Redis has forgotten."""
 
     purchase: AsyncScript
+    confirm: AsyncScript
+    cancel: AsyncScript
+    expire_holds: AsyncScript
     create_sale: AsyncScript
     patch_sale: AsyncScript
     end_sale: AsyncScript
+    trim_events: AsyncScript
     probe: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
-        folder = lua_dir()
         bound = {
-            name: redis.register_script((folder / f"{name}.lua").read_text(encoding="utf-8"))
-            for name in cls.__dataclass_fields__
+            name: redis.register_script(script_source(name)) for name in cls.__dataclass_fields__
         }
         return cls(**bound)

@@ -36,6 +36,14 @@ class Settings:
     redis_connect_timeout_seconds: float = dataclasses.field(metadata=_at_least(0.01))
     redis_socket_timeout_seconds: float = dataclasses.field(metadata=_at_least(0.01))
     orders_dsn: str
+    orders_max_backlog: int = dataclasses.field(metadata=_at_least(0))
+    worker_in_process: bool
+    worker_batch_size: int = dataclasses.field(metadata=_at_least(1))
+    worker_claim_idle_seconds: float = dataclasses.field(metadata=_at_least(0.01))
+    worker_max_deliveries: int = dataclasses.field(metadata=_at_least(1))
+    worker_backoff_max_seconds: float = dataclasses.field(metadata=_at_least(0.05))
+    worker_idle_poll_seconds: float = dataclasses.field(metadata=_at_least(0.001))
+    worker_sweep_interval_seconds: float = dataclasses.field(metadata=_at_least(0.01))
     purchases_idempotency_ttl_seconds: int = dataclasses.field(metadata=_at_least(1))
     admin_token: str
     log_level: str
@@ -71,7 +79,7 @@ def load_settings(
 
 
 def _field_types() -> dict[str, type]:
-    hints = {"str": str, "int": int, "float": float}
+    hints = {"str": str, "int": int, "float": float, "bool": bool}
     return {f.name: hints[str(f.type)] for f in dataclasses.fields(Settings)}
 
 
@@ -97,6 +105,13 @@ def _parse_env(name: str, raw: str) -> Any:
     kind = _field_types()[name]
     if kind is str:
         return raw
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{env_name(name)}: expected true or false, got {raw!r}")
     try:
         return kind(raw)
     except ValueError:
@@ -115,7 +130,7 @@ def _build(values: Mapping[str, Any]) -> Settings:
         kind = _field_types()[field.name]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool):
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise ConfigError(f"{label} must be of type {kind.__name__}, got {value!r}")
         minimum = field.metadata.get("minimum")
         if minimum is not None and value < minimum:

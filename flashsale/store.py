@@ -15,8 +15,21 @@ from redis.asyncio import Redis
 
 from flashsale import keys
 from flashsale.errors import StoreUnavailable
-from flashsale.models import CreateSaleRequest, OrderRecord, OrderStatus, SaleRecord
-from flashsale.outcomes import PurchaseOutcome, Rejected, Rejection, Reservation
+from flashsale.models import (
+    CreateSaleRequest,
+    DeadLetter,
+    OrderRecord,
+    OrderStatus,
+    SaleRecord,
+)
+from flashsale.outcomes import (
+    PurchaseOutcome,
+    Rejected,
+    Rejection,
+    Reservation,
+    Settled,
+    SettleOutcome,
+)
 from flashsale.scripts import Scripts
 from flashsale.timefmt import to_ms
 
@@ -54,10 +67,12 @@ class SaleStore:
         scripts: Scripts,
         idempotency_ttl_seconds: int,
         observe_script: ScriptObserver | None = None,
+        max_backlog: int = 0,
     ) -> None:
         self._redis = redis
         self._scripts = scripts
         self._idempotency_ttl_ms = idempotency_ttl_seconds * 1000
+        self._max_backlog = max_backlog
         self._observe_script = observe_script or (lambda _name, _seconds: None)
         self._sale_of_ref: dict[str, str] = {}
 
@@ -76,7 +91,7 @@ class SaleStore:
             await self._redis.sadd(keys.SALES_INDEX, sale_id)
         outcome, _now = await self._run(
             "create_sale",
-            [keys.sale(sale_id)],
+            [keys.sale(sale_id), keys.events(sale_id)],
             request.sku,
             request.name,
             ref,
@@ -85,6 +100,7 @@ class SaleStore:
             to_ms(request.ends_at),
             request.per_user_limit,
             request.hold_seconds,
+            keys.ORDER_STORE_GROUP,
         )
         if outcome != "ok":
             return Rejected(Rejection(outcome))
@@ -163,12 +179,16 @@ class SaleStore:
                 keys.holds(sale_id),
                 keys.events(sale_id),
                 idem_key,
+                keys.orders(sale_id),
             ],
             order_id,
             user_id,
             quantity,
             fingerprint if idempotency_key else "",
             self._idempotency_ttl_ms,
+            idempotency_key or "",
+            self._max_backlog,
+            sale_id,
         )
         if outcome != "ok":
             return Rejected(Rejection(outcome), replayed=bool(replayed))
@@ -182,17 +202,50 @@ class SaleStore:
             replayed=bool(replayed),
         )
 
-    async def get_order(self, order_id: str) -> OrderRecord | None:
+    async def confirm(self, order_id: str) -> SettleOutcome:
+        return await self._settle("confirm", order_id)
+
+    async def cancel(self, order_id: str) -> SettleOutcome:
+        return await self._settle("cancel", order_id)
+
+    async def _settle(self, script: str, order_id: str) -> SettleOutcome:
+        sale_id = await self.sale_of_order(order_id)
+        if sale_id is None:
+            return Rejected(Rejection.NOT_FOUND)
+        outcome, status, replayed = await self._run(
+            script,
+            [
+                keys.sale(sale_id),
+                keys.held(sale_id),
+                keys.order(sale_id, order_id),
+                keys.holds(sale_id),
+                keys.events(sale_id),
+            ],
+            order_id,
+            sale_id,
+        )
+        if outcome != "ok":
+            return Rejected(Rejection(outcome))
+        return Settled(status=status, replayed=bool(replayed))
+
+    async def sale_of_order(self, order_id: str) -> str | None:
+        """The sale an order id belongs to, from the ref it starts with."""
         ref, _, _ = order_id.partition("-")
-        async with _unavailable_on_redis_errors():
-            sale_id = self._sale_of_ref.get(ref)
-            if sale_id is None:
+        sale_id = self._sale_of_ref.get(ref)
+        if sale_id is None:
+            async with _unavailable_on_redis_errors():
                 owner = await self._redis.get(keys.sale_ref(ref))
-                if owner is None:
-                    return None
-                sale_id = self._sale_of_ref[ref] = str(
-                    owner
-                )  # refs never move: safe to keep forever
+            if owner is None:
+                return None
+            # A ref never moves to another sale, so the mapping can be kept for good.
+            sale_id = self._sale_of_ref[ref] = str(owner)
+        return sale_id
+
+    async def get_order(self, order_id: str) -> OrderRecord | None:
+        sale_id = await self.sale_of_order(order_id)
+        if sale_id is None:
+            return None
+        async with _unavailable_on_redis_errors():
             fields = await self._redis.hgetall(keys.order(sale_id, order_id))
         if not fields:
             return None
@@ -205,6 +258,33 @@ class SaleStore:
             created_at=int(fields["created_at"]),
             expires_at=int(fields["expires_at"]),
         )
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The newest dead-lettered events of every sale, newest first, at most `limit`."""
+        async with _unavailable_on_redis_errors():
+            sale_ids = sorted(str(m) for m in await self._redis.smembers(keys.SALES_INDEX))
+            pipe = self._redis.pipeline(transaction=False)
+            for sale_id in sale_ids:
+                pipe.xrevrange(keys.dead_letters(sale_id), count=limit)
+            replies = await pipe.execute()
+        letters = [
+            DeadLetter(
+                sale_id=sale_id,
+                dead_letter_id=str(entry_id),
+                entry_id=str(fields.get("entry_id", "")),
+                error=str(fields.get("error", "")),
+                deliveries=int(fields.get("deliveries", 0)),
+                event={
+                    str(k).removeprefix("event."): str(v)
+                    for k, v in fields.items()
+                    if str(k).startswith("event.")
+                },
+            )
+            for sale_id, entries in zip(sale_ids, replies, strict=True)
+            for entry_id, fields in entries
+        ]
+        letters.sort(key=lambda letter: _stream_id_key(letter.dead_letter_id), reverse=True)
+        return letters[:limit]
 
     async def _read_sale_or_fail(self, sale_id: str) -> SaleRecord:
         sale = await self.get_sale(sale_id)
@@ -219,6 +299,11 @@ class SaleStore:
             result = await script(keys=script_keys, args=args)
         self._observe_script(name, time.perf_counter() - started)
         return result
+
+
+def _stream_id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _optional(value: int | None) -> int | str:

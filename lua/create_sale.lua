@@ -1,10 +1,12 @@
 -- create_sale.lua: create a sale unless its id is taken.
 --
--- KEYS[1]  sale hash  fs:{sale}:sale
+-- KEYS[1]  sale hash      fs:{sale}:sale
+-- KEYS[2]  events stream  fs:{sale}:events (created here with the order store's group)
 --
 -- ARGV[1] sku  ARGV[2] name  ARGV[3] ref (short id embedded in order ids)
 -- ARGV[4] stock (>= 1)  ARGV[5] starts_at ms  ARGV[6] ends_at ms
 -- ARGV[7] per_user_limit (>= 1)  ARGV[8] hold_seconds (>= 1)
+-- ARGV[9] the consumer group that hands events to the order store
 --
 -- Returns {outcome, now_ms}: outcome "ok" or "sale_exists".
 
@@ -17,8 +19,11 @@ redis.call('HSET', KEYS[1],
   'sku', ARGV[1], 'name', ARGV[2], 'ref', ARGV[3],
   'stock_total', ARGV[4], 'stock_left', ARGV[4],
   'starts_at', ARGV[5], 'ends_at', ARGV[6], 'ended_at', 0, 'paused', 0,
-  'per_user_limit', ARGV[7], 'hold_seconds', ARGV[8], 'created_at', now,
+  'per_user_limit', ARGV[7], 'peak_per_user_limit', ARGV[7], 'hold_seconds', ARGV[8],
+  'created_at', now,
   'attempts', 0, 'rejected', 0, 'shed', 0,
   'u_reserved', 0, 'u_confirmed', 0, 'u_cancelled', 0, 'u_expired', 0,
   'o_reserved', 0, 'o_confirmed', 0, 'o_cancelled', 0, 'o_expired', 0)
+-- The group exists before the first event, so the order store never misses one.
+redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[9], '0', 'MKSTREAM')
 return {'ok', now}

@@ -33,5 +33,10 @@ if ARGV[4] ~= '' then
 end
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'per_user_limit', ARGV[5])
+  -- The audit judges holdings against the highest limit the sale ever had.
+  local peak = tonumber(redis.call('HGET', KEYS[1], 'peak_per_user_limit') or '0')
+  if tonumber(ARGV[5]) > peak then
+    redis.call('HSET', KEYS[1], 'peak_per_user_limit', ARGV[5])
+  end
 end
 return {'ok', now}

@@ -1,3 +1,4 @@
+--! include _order_state.lua
 -- purchase.lua: one purchase attempt, decided and recorded atomically.
 --
 -- KEYS[1]  sale hash            fs:{sale}:sale
@@ -6,27 +7,34 @@
 -- KEYS[4]  pending holds        fs:{sale}:holds        (zset order_id -> expires_at ms)
 -- KEYS[5]  order events         fs:{sale}:events       (stream)
 -- KEYS[6]  idempotency record   fs:{sale}:idem:<len>:<user>:<key> (ignored when ARGV[4] is "")
+-- KEYS[7]  every order id        fs:{sale}:orders       (set, for the audit)
 --
 -- ARGV[1]  order_id   named by the app before the call, so a retried call is recognised
 -- ARGV[2]  user_id
 -- ARGV[3]  quantity   integer >= 1
 -- ARGV[4]  fingerprint of the request body under the idempotency key, "" without a key
 -- ARGV[5]  idempotency record lifetime in milliseconds
+-- ARGV[6]  the idempotency key itself ("" without one), kept on the order for the audit
+-- ARGV[7]  most events the sale's stream may hold unprocessed (0: no bound)
+-- ARGV[8]  sale_id, for the event
 --
 -- Returns {outcome, order_id, created_at_ms, expires_at_ms, replayed}:
 --   outcome "ok"                                   the units are held (or were, for a replay)
 --   outcome "not_found"                            no such sale
 --   outcome "sale_ended" | "sale_paused" | "sale_not_started" | "sold_out" | "user_limit_reached"
 --   outcome "idempotency_conflict"                 the key was used with another body
+--   outcome "overloaded"                           the order store is behind by the bound in
+--                                                  ARGV[7]; nothing is taken or remembered
 --   replayed is 1 when the answer is a stored one (same attempt or same idempotency key).
 -- Everything is checked before anything is written: Redis does not roll back a script
 -- that fails half-way.
 
-local sale_key, held_key, order_key, holds_key, events_key, idem_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local sale_key, held_key, order_key, holds_key, events_key, idem_key, orders_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local order_id, user_id = ARGV[1], ARGV[2]
 local quantity = tonumber(ARGV[3])
 local fingerprint, idem_ttl_ms = ARGV[4], tonumber(ARGV[5])
+local idempotency_key, max_backlog, sale_id = ARGV[6], tonumber(ARGV[7]), ARGV[8]
 
 -- A retried call (client retry after a lost reply) carries the same order id.
 local stored = redis.call('HMGET', order_key, 'created_at', 'expires_at')
@@ -53,8 +61,7 @@ local stock_left = tonumber(sale[1])
 local starts_at, ends_at, ended_at = tonumber(sale[2]), tonumber(sale[3]), tonumber(sale[4])
 local paused, per_user_limit, hold_seconds = sale[5] == '1', tonumber(sale[6]), tonumber(sale[7])
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = redis_now_ms()
 
 local outcome = 'ok'
 if ended_at > 0 or now >= ends_at then
@@ -75,6 +82,14 @@ else
   end
 end
 
+-- Backpressure: a sale whose stream the order store has not caught up with takes no new
+-- orders. Only attempts that would succeed are turned away, and they are not remembered
+-- under their idempotency key, so a retry later is a fresh attempt.
+if outcome == 'ok' and max_backlog > 0 and redis.call('XLEN', events_key) >= max_backlog then
+  redis.call('HINCRBY', sale_key, 'shed', 1)
+  return {'overloaded', '', 0, 0, 0}
+end
+
 -- Writes start here.
 redis.call('HINCRBY', sale_key, 'attempts', 1)
 local created_at, expires_at = 0, 0
@@ -86,11 +101,12 @@ if outcome == 'ok' then
   redis.call('HINCRBY', sale_key, 'o_reserved', 1)
   redis.call('HINCRBY', held_key, user_id, quantity)
   redis.call('HSET', order_key, 'user_id', user_id, 'quantity', quantity, 'status', 'reserved',
-    'created_at', created_at, 'expires_at', expires_at, 'updated_at', created_at)
+    'created_at', created_at, 'expires_at', expires_at, 'updated_at', created_at,
+    'idempotency_key', idempotency_key)
   redis.call('ZADD', holds_key, expires_at, order_id)
-  redis.call('XADD', events_key, '*', 'type', 'reserved', 'order_id', order_id, 'user_id', user_id,
-    'quantity', quantity, 'status', 'reserved', 'created_at', created_at, 'expires_at', expires_at,
-    'at', created_at)
+  redis.call('SADD', orders_key, order_id)
+  append_event(events_key, sale_id, order_id, user_id, quantity, 'reserved',
+    created_at, expires_at, now)
 else
   redis.call('HINCRBY', sale_key, 'rejected', 1)
   order_id = ''

@@ -11,6 +11,7 @@ from flashsale.handlers.params import path_id
 from flashsale.handlers.shopper import rejection_problem
 from flashsale.models import (
     CreateSaleRequest,
+    DeadLetterList,
     PatchSaleRequest,
     SaleList,
     SaleRecord,
@@ -72,6 +73,20 @@ async def end_sale(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
     ended = await request.app[STORE].end_sale(sale_id)
     return respond(request, admin_sale_view(_or_problem(ended)))
+
+
+DEAD_LETTER_LIMIT_MAX = 1000
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= DEAD_LETTER_LIMIT_MAX:
+        raise Problem(
+            ProblemCode.INVALID_REQUEST,
+            f"limit: must be an integer from 1 to {DEAD_LETTER_LIMIT_MAX}",
+        )
+    letters = await request.app[STORE].dead_letters(int(raw))
+    return respond(request, DeadLetterList(dead_letters=letters))
 
 
 def _or_problem(result: SaleRecord | Rejected) -> SaleRecord:

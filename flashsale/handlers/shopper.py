@@ -22,7 +22,12 @@ _REJECTION_DETAILS: dict[Rejection, str] = {
     Rejection.IDEMPOTENCY_CONFLICT: "this Idempotency-Key was used with a different body",
     Rejection.SALE_EXISTS: "a sale with this id exists already",
     Rejection.INVALID_WINDOW: "ends_at must be after starts_at",
+    Rejection.ORDER_NOT_PENDING: "the order is no longer reserved",
+    Rejection.OVERLOADED: "the order store is behind; retry after the given delay",
 }
+# Seconds a shopper should wait after a backlog refusal: the worker drains thousands of
+# events a second, so the backlog is usually gone by then.
+BACKLOG_RETRY_AFTER = "1"
 
 
 def rejection_problem(rejected: Rejected) -> Problem:
@@ -31,7 +36,9 @@ def rejection_problem(rejected: Rejected) -> Problem:
         code = ProblemCode.INVALID_REQUEST
     else:
         code = ProblemCode(rejected.reason.value)
-    headers = {"Idempotent-Replayed": "true"} if rejected.replayed else None
+    headers = {"Idempotent-Replayed": "true"} if rejected.replayed else {}
+    if rejected.reason is Rejection.OVERLOADED:
+        headers["Retry-After"] = BACKLOG_RETRY_AFTER
     return Problem(code, _REJECTION_DETAILS[rejected.reason], headers)
 
 
@@ -71,6 +78,29 @@ async def purchase(request: web.Request) -> web.Response:
         expires_at=format_ms(outcome.expires_at),
     )
     return respond(request, view, status=201, headers=headers)
+
+
+async def confirm_order(request: web.Request) -> web.Response:
+    return await _settle(request, confirm=True)
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    return await _settle(request, confirm=False)
+
+
+async def _settle(request: web.Request, *, confirm: bool) -> web.Response:
+    order_id = path_id(request, "order_id")
+    store = request.app[STORE]
+    outcome = await (store.confirm(order_id) if confirm else store.cancel(order_id))
+    if isinstance(outcome, Rejected):
+        problem = rejection_problem(outcome)
+        if outcome.reason is Rejection.NOT_FOUND:
+            problem = Problem(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")
+        raise problem
+    order = await store.get_order(order_id)
+    if order is None:  # only if keys are deleted by hand between the two calls
+        raise Problem(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")
+    return respond(request, order_view(order))
 
 
 async def get_order(request: web.Request) -> web.Response:

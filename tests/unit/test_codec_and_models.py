@@ -70,6 +70,7 @@ def test_every_key_of_a_sale_shares_one_hash_slot() -> None:
     names = [
         keys.sale(sale), keys.held(sale), keys.order(sale, "o-1"), keys.holds(sale),
         keys.events(sale), keys.idempotency(sale, "user:1", "key {with} braces"),
+        keys.orders(sale), keys.dead_letters(sale),
     ]  # fmt: skip
     assert len({key_slot(name.encode()) for name in names}) == 1
 

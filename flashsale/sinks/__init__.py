@@ -1,0 +1,55 @@
+"""Order stores the worker hands events to: SQLite (default) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from flashsale.errors import FlashsaleError
+from flashsale.events import OrderEvent
+from flashsale.models import OrderStatus
+
+SQLITE_FILE = "orders.sqlite3"
+
+
+class SinkUnavailable(FlashsaleError):
+    """The order store cannot be reached now; the same batch can be retried later."""
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    order_id: str
+    sale_id: str
+    user_id: str
+    quantity: int
+    status: OrderStatus
+    created_at: int
+    expires_at: int
+
+
+class OrderSink(Protocol):
+    """Applies order events idempotently: one row per order, whose state only moves forward."""
+
+    description: str
+
+    async def apply(self, events: Sequence[OrderEvent]) -> None:
+        """All events in one transaction; raises SinkUnavailable when the store is out of reach."""
+
+    async def orders_of_sale(self, sale_id: str) -> list[StoredOrder]: ...
+
+    async def close(self) -> None: ...
+
+
+def open_sink(dsn: str, data_dir: Path) -> OrderSink:
+    """The store `dsn` names (empty: SQLite in `data_dir`). Connects lazily, on first use."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        from flashsale.sinks.postgres import PostgresSink
+
+        return PostgresSink(dsn)
+    from flashsale.sinks.sqlite import SqliteSink
+
+    if dsn.startswith("sqlite:"):
+        return SqliteSink(Path(dsn.removeprefix("sqlite:").removeprefix("//")))
+    return SqliteSink(data_dir / SQLITE_FILE)

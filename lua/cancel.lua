@@ -1,0 +1,23 @@
+--! include _order_state.lua
+-- cancel.lua: the shopper gives a reserved order up; its units go back on sale at once.
+--
+-- KEYS[1] sale hash  KEYS[2] held hash  KEYS[3] order hash  KEYS[4] holds zset
+-- KEYS[5] events stream                 (all fs:{sale}:…)
+-- ARGV[1] order_id  ARGV[2] sale_id
+--
+-- Returns {outcome, status, replayed}:
+--   {"ok", "cancelled", 0|1}            cancelled now, or already (1: an idempotent repeat)
+--   {"order_not_pending", status, 0}    confirmed or expired (expired here if past its hold)
+--   {"not_found", ""}                   no such order
+
+local order = redis.call('HMGET', KEYS[3], 'status', 'user_id', 'quantity', 'created_at',
+  'expires_at')
+local now = redis_now_ms()
+local settled = settle_if_not_pending(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
+  ARGV[2], ARGV[1], order, 'cancelled', now)
+if settled then
+  return settled
+end
+finish_hold(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[1], order,
+  'cancelled', now)
+return {'ok', 'cancelled', 0}
