@@ -7,10 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import redis_server
+from tests.servers import PostgresServer, postgres_server, redis_server
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with redis_server(Path(tmp_path_factory.mktemp("redis"))) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL for the whole session (tests take a fresh database each)."""
+    with postgres_server() as server:
+        yield server

@@ -8,11 +8,19 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ADMIN_TOKEN
-from tests.servers import Service, flashsale_service
+from tests.servers import Service, flashsale_service, redis_server
 
 
 @pytest.fixture(scope="session")
-def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    env = {"FLASHSALE_REDIS_URL": redis_url, "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN}
+def service_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The service's own Redis: its in-process worker consumes every sale's events, so it
+    must not share a Redis with tests that run workers of their own."""
+    with redis_server(Path(tmp_path_factory.mktemp("service-redis"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def service(service_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    env = {"FLASHSALE_REDIS_URL": service_redis_url, "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN}
     with flashsale_service(Path(tmp_path_factory.mktemp("serve")), env) as running:
         yield running

@@ -19,7 +19,7 @@ STOCK = 100
 
 
 async def test_two_thousand_concurrent_attempts_sell_exactly_the_stock(
-    service: Service, redis_url: str
+    service: Service, service_redis_url: str
 ) -> None:
     body = sale_body(stock=STOCK, per_user_limit=1)
     sale_id = body["sale_id"]
@@ -82,7 +82,7 @@ async def test_two_thousand_concurrent_attempts_sell_exactly_the_stock(
             assert order.status == 200
 
     # Invariant 1 from the order records themselves, not from the engine's counters.
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = aioredis.Redis.from_url(service_redis_url, decode_responses=True)
     try:
         units = 0
         holders: Counter[str] = Counter()

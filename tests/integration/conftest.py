@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
@@ -14,8 +16,10 @@ from flashsale.app import create_app
 from flashsale.redis_client import connect
 from flashsale.scripts import Scripts
 from flashsale.settings import Settings, load_settings
+from flashsale.sinks import OrderSink, open_sink
 from flashsale.store import SaleStore
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
+from tests.servers import PostgresServer
 
 CreateSale = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -28,6 +32,8 @@ def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settin
             "redis_url": redis_url,
             "admin_token": ADMIN_TOKEN,
             "server_data_dir": str(Path(tmp_path_factory.mktemp("data"))),
+            # Tests run their own workers; one in the app would race them for every event.
+            "worker_in_process": False,
         },
     )
 
@@ -61,3 +67,26 @@ def create_sale(client: TestClient[Any, Any]) -> CreateSale:
         return created
 
     return create
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def order_store_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty order store: a SQLite file, or a new database on the private PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:{tmp_path / 'orders.sqlite3'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"orders_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server.dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield server.dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+async def sink(order_store_dsn: str, tmp_path: Path) -> AsyncIterator[OrderSink]:
+    opened = open_sink(order_store_dsn, tmp_path)
+    yield opened
+    await opened.close()
