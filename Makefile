@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install run test test-fast lint format clean
 
-$(VENV)/.installed: pyproject.toml scripts/bootstrap
+$(VENV)/.installed: pyproject.toml scripts/bootstrap scripts/ensure-servers
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/bootstrap
 	touch $@
 
@@ -14,14 +14,17 @@ install: $(VENV)/.installed
 
 ## run: the engine on 127.0.0.1:8080 with its own Redis and data under var/
 run: install
+	./scripts/ensure-servers redis
 	$(BIN)/flashsale serve
 
 ## test: every test tier (unit, integration, end-to-end), slow fault injection included
 test: install
+	./scripts/ensure-servers redis postgresql
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-fast: everything but the slow fault-injection tests
 test-fast: install
+	./scripts/ensure-servers redis postgresql
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 ## lint: ruff and mypy --strict, as CI runs them
