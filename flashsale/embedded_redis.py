@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from flashsale.errors import EmbeddedRedisError
 log = logging.getLogger("flashsale.embedded_redis")
 
 RUNTIME_FILE = "embedded-redis.json"
+LOCK_FILE = "owner.lock"
 _PR_SET_PDEATHSIG = 1
 _STOP_GRACE_SECONDS = 10.0
 _RESTART_BACKOFF_MAX_SECONDS = 5.0
@@ -57,6 +59,7 @@ class EmbeddedRedis:
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
+        self._lock_fd: int | None = None
 
     @property
     def url(self) -> str:
@@ -72,6 +75,7 @@ class EmbeddedRedis:
             raise EmbeddedRedisError(f"{self._binary!r} was not found: {INSTALL_HINT}")
         self._binary = executable
         self._dir.mkdir(parents=True, exist_ok=True)
+        self._take_ownership()
         self._port = free_port()
         await self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(), name="embedded-redis")
@@ -93,6 +97,23 @@ class EmbeddedRedis:
                 process.kill()
                 await process.wait()
         self._runtime_file.unlink(missing_ok=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
+
+    def _take_ownership(self) -> None:
+        """Two redis-servers on one data dir would corrupt its AOF: one owner at a time.
+        The kernel drops the lock when the owner dies, however it dies."""
+        fd = os.open(self._dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise EmbeddedRedisError(
+                f"another flashsale process already runs the Redis of {self._dir.parent} "
+                f"(see {self._runtime_file}); stop it, or point FLASHSALE_REDIS_URL at it"
+            ) from None
+        self._lock_fd = fd
 
     async def _spawn(self) -> None:
         args = [

@@ -9,11 +9,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis
 
@@ -92,6 +94,26 @@ def flashsale_command() -> str:
     return str(script)
 
 
+def _environment(env: dict[str, str] | None) -> dict[str, str]:
+    """This process's environment with only the FLASHSALE_* settings given in `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    return {**clean, **(env or {})}
+
+
+def run_flashsale(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs one `flashsale` command to completion."""
+    return subprocess.run(
+        [flashsale_command(), *args],
+        env=_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @contextmanager
 def flashsale_service(
     data_dir: Path, env: dict[str, str] | None = None, *args: str
@@ -99,13 +121,12 @@ def flashsale_service(
     """Runs `flashsale serve --port 0` and yields once it prints its address."""
     data_dir.mkdir(parents=True, exist_ok=True)
     output = data_dir / "serve.log"
-    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
     with output.open("wb") as sink:
         process = subprocess.Popen(
             [flashsale_command(), "serve", "--port", "0", "--data-dir", str(data_dir), *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env={**clean_env, **(env or {})},
+            env=_environment(env),
         )
     try:
         wait_for(
@@ -198,6 +219,16 @@ class PostgresServer:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    async def new_database(self, prefix: str) -> str:
+        """Creates an empty database and returns its DSN."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return self.dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 @contextmanager

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from flashsale.errors import FlashsaleError
 from flashsale.events import OrderEvent
-from flashsale.models import OrderStatus
+from flashsale.models import OrderRecord
 
 SQLITE_FILE = "orders.sqlite3"
 
 
 class SinkUnavailable(FlashsaleError):
     """The order store cannot be reached now; the same batch can be retried later."""
-
-
-@dataclass(frozen=True)
-class StoredOrder:
-    order_id: str
-    sale_id: str
-    user_id: str
-    quantity: int
-    status: OrderStatus
-    created_at: int
-    expires_at: int
 
 
 class OrderSink(Protocol):
@@ -37,7 +25,7 @@ class OrderSink(Protocol):
     async def apply(self, events: Sequence[OrderEvent]) -> None:
         """All events in one transaction; raises SinkUnavailable when the store is out of reach."""
 
-    async def orders_of_sale(self, sale_id: str) -> list[StoredOrder]: ...
+    async def orders_of_sale(self, sale_id: str) -> list[OrderRecord]: ...
 
     async def close(self) -> None: ...
 

@@ -10,8 +10,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from flashsale.events import OrderEvent
-from flashsale.models import OrderStatus
-from flashsale.sinks import SinkUnavailable, StoredOrder, schema
+from flashsale.models import OrderRecord, OrderStatus
+from flashsale.sinks import SinkUnavailable, schema
 
 # Failures that say "the server is not there (now)", as opposed to "this data is wrong".
 _UNAVAILABLE = (
@@ -67,14 +67,14 @@ class PostgresSink:
         except _UNAVAILABLE as exc:
             raise SinkUnavailable(f"{self.description} is unavailable: {exc}") from exc
 
-    async def orders_of_sale(self, sale_id: str) -> list[StoredOrder]:
+    async def orders_of_sale(self, sale_id: str) -> list[OrderRecord]:
         pool = await self._ready_pool()
         try:
             records = await pool.fetch(self._select, sale_id)
         except _UNAVAILABLE as exc:
             raise SinkUnavailable(f"{self.description} is unavailable: {exc}") from exc
         return [
-            StoredOrder(
+            OrderRecord(
                 order_id=r["order_id"], sale_id=r["sale_id"], user_id=r["user_id"],
                 quantity=int(r["quantity"]), status=OrderStatus(r["status"]),
                 created_at=int(r["created_at_ms"]), expires_at=int(r["expires_at_ms"]),

@@ -10,8 +10,8 @@ from pathlib import Path
 import aiosqlite
 
 from flashsale.events import OrderEvent
-from flashsale.models import OrderStatus
-from flashsale.sinks import SinkUnavailable, StoredOrder, schema
+from flashsale.models import OrderRecord, OrderStatus
+from flashsale.sinks import SinkUnavailable, schema
 
 
 class SqliteSink:
@@ -52,13 +52,13 @@ class SqliteSink:
                 await _rollback(db)
                 raise
 
-    async def orders_of_sale(self, sale_id: str) -> list[StoredOrder]:
+    async def orders_of_sale(self, sale_id: str) -> list[OrderRecord]:
         async with self._lock:
             db = await self._connection()
             async with db.execute(schema.SELECT_SALE_ORDERS, (sale_id,)) as cursor:
                 rows = await cursor.fetchall()
         return [
-            StoredOrder(
+            OrderRecord(
                 order_id=r[0], sale_id=r[1], user_id=r[2], quantity=int(r[3]),
                 status=OrderStatus(r[4]), created_at=int(r[5]), expires_at=int(r[6]),
             )

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from flashsale.admin_token import TOKEN_FILE
 from flashsale.embedded_redis import RUNTIME_FILE, free_port
 from tests import sync_http as http
 from tests.helpers import sale_body
-from tests.servers import Service, flashsale_command, flashsale_service, pid_alive, wait_for
+from tests.servers import Service, flashsale_service, pid_alive, run_flashsale, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -100,14 +99,10 @@ def test_generated_admin_token_is_private_kept_and_never_printed(tmp_path: Path)
 
 
 def test_missing_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [flashsale_command(), "serve", "--port", "0", "--data-dir", str(tmp_path)],
-        env={**os.environ, "FLASHSALE_REDIS_SERVER_BINARY": "no-such-redis-server"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_flashsale(
+        "serve", "--port", "0", "--data-dir", str(tmp_path),
+        env={"FLASHSALE_REDIS_SERVER_BINARY": "no-such-redis-server"},
+    )  # fmt: skip
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -115,13 +110,8 @@ def test_missing_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
 
 
 def test_invalid_setting_stops_startup_naming_it(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [flashsale_command(), "serve", "--data-dir", str(tmp_path)],
-        env={**os.environ, "FLASHSALE_REDIS_MAX_CONNECTIONS": "many"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    result = run_flashsale(
+        "serve", "--data-dir", str(tmp_path), env={"FLASHSALE_REDIS_MAX_CONNECTIONS": "many"}
     )
     assert result.returncode == 2
     assert "FLASHSALE_REDIS_MAX_CONNECTIONS" in result.stderr
@@ -134,3 +124,11 @@ def test_serve_starts_without_its_redis_and_reports_not_ready(tmp_path: Path) ->
         status, problem = http.get(service.url + "/readyz")
         assert (status, problem["code"]) == (503, "overloaded")
         assert "not reachable" in service.log()
+
+
+def test_a_second_service_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    with flashsale_service(tmp_path / "data") as first:
+        second = run_flashsale("serve", "--port", "0", "--data-dir", str(first.data_dir))
+        assert second.returncode == 2
+        assert "already runs the Redis" in second.stderr
+        assert http.get(first.url + "/readyz")[0] == 200

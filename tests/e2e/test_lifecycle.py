@@ -8,11 +8,9 @@ state Redis has, and the audit is clean — with SQLite and with PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 from flashsale.admin_token import TOKEN_FILE
 from flashsale.sinks import SQLITE_FILE
 from tests.helpers import sale_body
-from tests.servers import PostgresServer, flashsale_command, flashsale_service
+from tests.servers import PostgresServer, flashsale_service, run_flashsale
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +34,7 @@ RELEASE_SLACK_SECONDS = 0.6
 
 
 def run_audit(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
-    return subprocess.run(
-        [flashsale_command(), "audit", "--data-dir", str(data_dir)],
-        env={**clean_env, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_flashsale("audit", "--data-dir", str(data_dir), env=env)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -54,13 +44,7 @@ async def store_env(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, s
         yield {}
         return
     server: PostgresServer = request.getfixturevalue("postgres")
-    name = f"lifecycle_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(server.dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield {"FLASHSALE_ORDERS_DSN": server.dsn.rsplit("/", 1)[0] + f"/{name}"}
+    yield {"FLASHSALE_ORDERS_DSN": await server.new_database("lifecycle")}
 
 
 async def stored_orders(env: dict[str, str], data_dir: Path) -> dict[str, str]:

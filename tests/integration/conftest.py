@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
@@ -76,13 +74,7 @@ async def order_store_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> Asy
         yield f"sqlite:{tmp_path / 'orders.sqlite3'}"
         return
     server: PostgresServer = request.getfixturevalue("postgres")
-    name = f"orders_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server.dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield server.dsn.rsplit("/", 1)[0] + f"/{name}"
+    yield await server.new_database("orders")
 
 
 @pytest.fixture

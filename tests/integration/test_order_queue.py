@@ -167,8 +167,14 @@ async def test_poison_entries_are_dead_lettered_while_the_rest_flows(
     await redis.xadd(keys.events(sale.sale_id), {"type": "reserved", "order_id": "garbled"})
     refused = await reserve(store, sale.sale_id, "refused-user")
     more = [await reserve(store, sale.sale_id, f"q{i}") for i in range(2)]
-    worker = make_worker(redis, RefusesOrder(sink, refused), settings, "c1")
+    metrics = Metrics()
+    worker = Worker(
+        redis, Scripts.register(redis), RefusesOrder(sink, refused), worker_settings(settings),
+        metrics, consumer="c1",
+    )  # fmt: skip
     await worker.burst()
+    dead_count = metrics.registry.get_sample_value("flashsale_order_events_dead_lettered_total")
+    assert dead_count == 2
 
     assert set(await stored_states(sink, sale.sale_id)) == {*good, *more}
     letters = await redis.xrange(keys.dead_letters(sale.sale_id)) or []
