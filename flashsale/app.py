@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from flashsale.batcher import PurchaseBatcher
+from flashsale.breaker import CircuitBreaker
 from flashsale.context import METRICS, REDIS, SCRIPTS, SETTINGS, STORE
 from flashsale.errors import ConfigError
 from flashsale.handlers import admin, ops, shopper
@@ -16,7 +18,9 @@ from flashsale.middleware import admin_auth, problems, request_context
 from flashsale.redis_client import connect
 from flashsale.scripts import Scripts
 from flashsale.settings import Settings
+from flashsale.shedding import ADMISSION, Admission, admit
 from flashsale.sinks import open_sink
+from flashsale.soldout import listen_for_stock_back
 from flashsale.store import SaleStore
 from flashsale.worker import Worker
 
@@ -30,10 +34,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         raise ConfigError("no Redis URL: set FLASHSALE_REDIS_URL or run the embedded Redis")
     app = web.Application(
         client_max_size=settings.server_max_body_bytes,
-        middlewares=[request_context, problems, admin_auth(settings.admin_token)],
+        middlewares=[request_context, problems, admit, admin_auth(settings.admin_token)],
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
+    app[ADMISSION] = Admission(settings, app[METRICS])
     app.cleanup_ctx.append(_redis_store)
     if settings.worker_in_process:
         app.cleanup_ctx.append(_background_worker)
@@ -61,16 +66,44 @@ def _add_routes(router: web.UrlDispatcher) -> None:
 
 async def _redis_store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    metrics = app[METRICS]
     redis = app[REDIS] = connect(settings)
     scripts = app[SCRIPTS] = Scripts.register(redis)
-    app[STORE] = SaleStore(
+    breaker = CircuitBreaker(
+        settings.breaker_failure_threshold,
+        settings.breaker_open_seconds,
+        on_change=lambda state: metrics.breaker_state.set(state.value),
+    )
+    store = app[STORE] = SaleStore(
         redis,
         scripts,
         idempotency_ttl_seconds=settings.purchases_idempotency_ttl_seconds,
-        observe_script=app[METRICS].observe_script,
+        observe_script=metrics.observe_script,
         max_backlog=settings.orders_max_backlog,
+        breaker=breaker,
     )
+    batcher = None
+    if settings.batching_enabled:
+        batcher = PurchaseBatcher(
+            store.purchase_batch,
+            max_size=settings.batching_max_size,
+            linger_seconds=settings.batching_linger_seconds,
+            max_in_flight_per_sale=settings.batching_max_in_flight_per_sale,
+            on_batch=metrics.batch_size.observe,
+            on_dropped=lambda count: metrics.shed.labels("deadline").inc(count),
+        )
+        store.use_batcher(batcher)
+    admission = app[ADMISSION]
+    stop = asyncio.Event()
+    helpers = [
+        asyncio.create_task(listen_for_stock_back(redis, admission.sold_out, stop)),
+        asyncio.create_task(admission.counts.run(scripts, stop)),
+    ]
     yield
+    stop.set()
+    await asyncio.gather(*helpers, return_exceptions=True)
+    if batcher is not None:
+        await batcher.close()
     await redis.aclose()
 
 

@@ -5,6 +5,9 @@ PREFIX = "fs"
 # Global keys (not tied to one sale's slot).
 SALES_INDEX = f"{PREFIX}:sales"
 
+# Scripts publish a sale id here when its stock comes back (cancel, expiry, add_stock).
+STOCK_BACK_CHANNEL = f"{PREFIX}:stock-back"
+
 # The consumer group through which the order store reads every sale's events.
 ORDER_STORE_GROUP = "order-store"
 

@@ -73,16 +73,48 @@ class Metrics:
             "flashsale_order_stream_backlog",
             "Events in the sale streams not yet acknowledged by the order store (all sales).",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.stream_pending = Gauge(
             "flashsale_order_stream_pending",
             "Events delivered to a worker but not yet acknowledged (all sales).",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.holds_expired = Counter(
             "flashsale_holds_expired_total",
             "Holds the sweeper released because they passed their expiry.",
             registry=self.registry,
+        )
+
+        self.shed = Counter(
+            "flashsale_shed_total",
+            "Requests answered 429/503 without doing their work, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.sold_out_local = Counter(
+            "flashsale_sold_out_local_total",
+            "Purchase attempts answered sold_out from the process's flag, without Redis.",
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "flashsale_purchase_batch_size",
+            "Purchase attempts per script call to Redis.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "flashsale_requests_in_flight",
+            "Requests the process is working on.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.breaker_state = Gauge(
+            "flashsale_redis_breaker_state",
+            "The Redis circuit breaker: 0 closed, 1 half-open, 2 open.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
 
     def observe_script(self, script: str, seconds: float) -> None:

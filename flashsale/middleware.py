@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from flashsale.admission import retry_after_header
 from flashsale.context import METRICS
-from flashsale.errors import StoreUnavailable
+from flashsale.errors import BreakerOpen, StoreUnavailable
 from flashsale.problems import Problem, ProblemCode
 
 log = logging.getLogger("flashsale.http")
@@ -47,8 +48,16 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     except Problem as problem:
         return problem.response(request.path)
+    except BreakerOpen as exc:
+        request.app[METRICS].shed.labels("breaker_open").inc()
+        return Problem(
+            ProblemCode.OVERLOADED,
+            "the engine's store is failing; retry later",
+            {"Retry-After": retry_after_header(exc.retry_after)},
+        ).response(request.path)
     except StoreUnavailable as exc:
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+        request.app[METRICS].shed.labels("store_unavailable").inc()
         unavailable = Problem(
             ProblemCode.OVERLOADED,
             "the engine's store is unavailable; retry later",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Rejection(enum.StrEnum):
@@ -23,6 +23,17 @@ class Rejection(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One purchase attempt, named (order_id) before it is sent so a retry is recognised."""
+
+    order_id: str
+    user_id: str
+    quantity: int
+    idempotency_key: str = ""  # "" without one
+    fingerprint: str = ""  # of the body, compared under the idempotency key
+
+
+@dataclass(frozen=True)
 class Reservation:
     order_id: str
     sale_id: str
@@ -31,12 +42,16 @@ class Reservation:
     created_at: int
     expires_at: int
     replayed: bool
+    # After this attempt; -1 when unknown (a replay). A hint for the sold-out flag, not part
+    # of the outcome's identity.
+    stock_left: int = field(default=-1, compare=False)
 
 
 @dataclass(frozen=True)
 class Rejected:
     reason: Rejection
     replayed: bool = False
+    stock_left: int = field(default=-1, compare=False)
 
 
 PurchaseOutcome = Reservation | Rejected

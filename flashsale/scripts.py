@@ -26,6 +26,7 @@ class Scripts:
     """One AsyncScript per atomic operation; redis-py reloads a script Redis has forgotten."""
 
     purchase: AsyncScript
+    purchase_batch: AsyncScript
     confirm: AsyncScript
     cancel: AsyncScript
     expire_holds: AsyncScript
@@ -33,6 +34,7 @@ class Scripts:
     patch_sale: AsyncScript
     end_sale: AsyncScript
     trim_events: AsyncScript
+    add_counts: AsyncScript
     probe: AsyncScript
 
     @classmethod

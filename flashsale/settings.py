@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,21 @@ class Settings:
     redis_max_connections: int = dataclasses.field(metadata=_at_least(1))
     redis_connect_timeout_seconds: float = dataclasses.field(metadata=_at_least(0.01))
     redis_socket_timeout_seconds: float = dataclasses.field(metadata=_at_least(0.01))
+    admission_max_in_flight: int = dataclasses.field(metadata=_at_least(1))
+    admission_finish_reserve: float = dataclasses.field(metadata=_at_least(0))
+    admission_deadline_seconds: float = dataclasses.field(metadata=_at_least(0.01))
+    admission_user_rate_per_second: float = dataclasses.field(metadata=_at_least(0))
+    admission_user_burst: int = dataclasses.field(metadata=_at_least(1))
+    admission_ip_rate_per_second: float = dataclasses.field(metadata=_at_least(0))
+    admission_ip_burst: int = dataclasses.field(metadata=_at_least(1))
+    admission_trusted_proxies: str
+    admission_sold_out_ttl_seconds: float = dataclasses.field(metadata=_at_least(0))
+    batching_enabled: bool
+    batching_max_size: int = dataclasses.field(metadata=_at_least(1))
+    batching_linger_seconds: float = dataclasses.field(metadata=_at_least(0))
+    batching_max_in_flight_per_sale: int = dataclasses.field(metadata=_at_least(1))
+    breaker_failure_threshold: int = dataclasses.field(metadata=_at_least(1))
+    breaker_open_seconds: float = dataclasses.field(metadata=_at_least(0.01))
     orders_dsn: str
     orders_max_backlog: int = dataclasses.field(metadata=_at_least(0))
     worker_in_process: bool
@@ -51,6 +67,10 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return Path(self.server_data_dir)
+
+    @property
+    def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return _networks(self.admission_trusted_proxies)
 
     def replace(self, **changes: Any) -> Settings:
         merged = {**dataclasses.asdict(self), **changes}
@@ -120,6 +140,15 @@ def _parse_env(name: str, raw: str) -> Any:
         ) from None
 
 
+def _networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(part.strip()) for part in spec.split(",") if part.strip()]
+    except ValueError as exc:
+        raise ConfigError(
+            f"setting admission_trusted_proxies (FLASHSALE_ADMISSION_TRUSTED_PROXIES): {exc}"
+        ) from None
+
+
 def _build(values: Mapping[str, Any]) -> Settings:
     checked: dict[str, Any] = {}
     for field in dataclasses.fields(Settings):
@@ -142,6 +171,9 @@ def _build(values: Mapping[str, Any]) -> Settings:
         ("redis://", "rediss://", "unix://")
     ):
         raise ConfigError("setting redis_url (FLASHSALE_REDIS_URL) must be a redis:// URL")
+    if checked["admission_finish_reserve"] >= 1:
+        raise ConfigError("setting admission_finish_reserve must be below 1")
+    _networks(checked["admission_trusted_proxies"])
     if checked["orders_dsn"] and not checked["orders_dsn"].startswith(
         ("postgresql://", "postgres://", "sqlite:")
     ):

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from flashsale import keys
-from flashsale.errors import StoreUnavailable
+from flashsale.batcher import PurchaseBatcher
+from flashsale.breaker import CircuitBreaker
+from flashsale.errors import BreakerOpen, StoreUnavailable
 from flashsale.models import (
     CreateSaleRequest,
     DeadLetter,
@@ -23,6 +27,7 @@ from flashsale.models import (
     SaleRecord,
 )
 from flashsale.outcomes import (
+    Attempt,
     PurchaseOutcome,
     Rejected,
     Rejection,
@@ -68,13 +73,20 @@ class SaleStore:
         idempotency_ttl_seconds: int,
         observe_script: ScriptObserver | None = None,
         max_backlog: int = 0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._redis = redis
         self._scripts = scripts
         self._idempotency_ttl_ms = idempotency_ttl_seconds * 1000
         self._max_backlog = max_backlog
+        self._breaker = breaker
+        self._batcher: PurchaseBatcher | None = None
         self._observe_script = observe_script or (lambda _name, _seconds: None)
         self._sale_of_ref: dict[str, str] = {}
+
+    def use_batcher(self, batcher: PurchaseBatcher) -> None:
+        """Purchases from now on go through `batcher` (which calls purchase_batch)."""
+        self._batcher = batcher
 
     async def probe(self) -> int:
         """A real script round trip; returns the Redis server's time in ms."""
@@ -82,7 +94,7 @@ class SaleStore:
 
     async def create_sale(self, request: CreateSaleRequest, sale_id: str) -> SaleRecord | Rejected:
         ref = sale_ref(sale_id)
-        async with _unavailable_on_redis_errors():
+        async with self._guarded():
             if not await self._redis.set(keys.sale_ref(ref), sale_id, nx=True):
                 owner = await self._redis.get(keys.sale_ref(ref))
                 if owner != sale_id:
@@ -107,7 +119,7 @@ class SaleStore:
         return await self._read_sale_or_fail(sale_id)
 
     async def get_sale(self, sale_id: str) -> SaleRecord | None:
-        async with _unavailable_on_redis_errors():
+        async with self._guarded():
             pipe = self._redis.pipeline(transaction=False)
             pipe.hgetall(keys.sale(sale_id))
             pipe.time()
@@ -117,7 +129,7 @@ class SaleStore:
         return _sale_record(sale_id, fields, seconds * 1000 + micros // 1000)
 
     async def list_sales(self) -> list[SaleRecord]:
-        async with _unavailable_on_redis_errors():
+        async with self._guarded():
             sale_ids = sorted(str(m) for m in await self._redis.smembers(keys.SALES_INDEX))
             pipe = self._redis.pipeline(transaction=False)
             for sale_id in sale_ids:
@@ -146,6 +158,7 @@ class SaleStore:
             _optional(ends_at),
             "" if paused is None else int(paused),
             _optional(per_user_limit),
+            sale_id,
         )
         if outcome != "ok":
             return Rejected(Rejection(outcome))
@@ -168,39 +181,70 @@ class SaleStore:
         order_id: str | None = None,
     ) -> PurchaseOutcome:
         """One attempt. `order_id` names it: calling again with the same id takes nothing twice."""
-        order_id = order_id or new_order_id(sale_id)
-        idem_key = keys.idempotency(sale_id, user_id, idempotency_key or "")
-        outcome, stored_order_id, created_at, expires_at, replayed = await self._run(
+        attempt = Attempt(
+            order_id=order_id or new_order_id(sale_id),
+            user_id=user_id,
+            quantity=quantity,
+            idempotency_key=idempotency_key or "",
+            fingerprint=fingerprint if idempotency_key else "",
+        )
+        if self._batcher is not None:
+            return await self._batcher.submit(sale_id, attempt)
+        reply = await self._run(
             "purchase",
             [
                 keys.sale(sale_id),
                 keys.held(sale_id),
-                keys.order(sale_id, order_id),
+                keys.order(sale_id, attempt.order_id),
                 keys.holds(sale_id),
                 keys.events(sale_id),
-                idem_key,
+                keys.idempotency(sale_id, user_id, attempt.idempotency_key),
                 keys.orders(sale_id),
             ],
-            order_id,
+            attempt.order_id,
             user_id,
             quantity,
-            fingerprint if idempotency_key else "",
+            attempt.fingerprint,
             self._idempotency_ttl_ms,
-            idempotency_key or "",
+            attempt.idempotency_key,
             self._max_backlog,
             sale_id,
         )
-        if outcome != "ok":
-            return Rejected(Rejection(outcome), replayed=bool(replayed))
-        return Reservation(
-            order_id=stored_order_id,
-            sale_id=sale_id,
-            user_id=user_id,
-            quantity=quantity,
-            created_at=int(created_at),
-            expires_at=int(expires_at),
-            replayed=bool(replayed),
+        return _purchase_outcome(sale_id, attempt, reply)
+
+    async def purchase_batch(
+        self, sale_id: str, attempts: Sequence[Attempt]
+    ) -> list[PurchaseOutcome]:
+        """Several attempts on one sale in one script call, decided in order."""
+        per_attempt_keys = [
+            key
+            for a in attempts
+            for key in (
+                keys.order(sale_id, a.order_id),
+                keys.idempotency(sale_id, a.user_id, a.idempotency_key),
+            )
+        ]
+        packed = msgspec.msgpack.encode(
+            [
+                [a.order_id, a.user_id, a.quantity, a.fingerprint, a.idempotency_key]
+                for a in attempts
+            ]
         )
+        reply = await self._run(
+            "purchase_batch",
+            [
+                keys.sale(sale_id), keys.held(sale_id), keys.holds(sale_id),
+                keys.events(sale_id), keys.orders(sale_id), *per_attempt_keys,
+            ],
+            sale_id,
+            self._idempotency_ttl_ms,
+            self._max_backlog,
+            packed,
+        )  # fmt: skip
+        return [
+            _purchase_outcome(sale_id, attempt, result)
+            for attempt, result in zip(attempts, reply, strict=True)
+        ]
 
     async def confirm(self, order_id: str) -> SettleOutcome:
         return await self._settle("confirm", order_id)
@@ -233,7 +277,7 @@ class SaleStore:
         ref, _, _ = order_id.partition("-")
         sale_id = self._sale_of_ref.get(ref)
         if sale_id is None:
-            async with _unavailable_on_redis_errors():
+            async with self._guarded():
                 owner = await self._redis.get(keys.sale_ref(ref))
             if owner is None:
                 return None
@@ -245,7 +289,7 @@ class SaleStore:
         sale_id = await self.sale_of_order(order_id)
         if sale_id is None:
             return None
-        async with _unavailable_on_redis_errors():
+        async with self._guarded():
             fields = await self._redis.hgetall(keys.order(sale_id, order_id))
         if not fields:
             return None
@@ -261,7 +305,7 @@ class SaleStore:
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         """The newest dead-lettered events of every sale, newest first, at most `limit`."""
-        async with _unavailable_on_redis_errors():
+        async with self._guarded():
             sale_ids = sorted(str(m) for m in await self._redis.smembers(keys.SALES_INDEX))
             pipe = self._redis.pipeline(transaction=False)
             for sale_id in sale_ids:
@@ -292,13 +336,55 @@ class SaleStore:
             raise StoreUnavailable(f"sale {sale_id} vanished from Redis")
         return sale
 
+    @asynccontextmanager
+    async def _guarded(self) -> AsyncIterator[None]:
+        """Every Redis call: refused at once while the breaker is open; failures (errors,
+        and calls cut short by a request's deadline) open it, successes close it."""
+        breaker = self._breaker
+        if breaker is not None and not breaker.allow():
+            raise BreakerOpen(breaker.retry_after())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if breaker is not None:
+                breaker.record_failure()
+            raise
+        except Exception as exc:
+            unavailable = _unavailable(exc)
+            if unavailable is None:
+                if breaker is not None:
+                    breaker.record_success()  # Redis answered; the fault is elsewhere
+                raise
+            if breaker is not None:
+                breaker.record_failure()
+            raise unavailable from exc
+        if breaker is not None:
+            breaker.record_success()
+
     async def _run(self, name: str, script_keys: list[str], *args: Any) -> Any:
         script = getattr(self._scripts, name)
         started = time.perf_counter()
-        async with _unavailable_on_redis_errors():
+        async with self._guarded():
             result = await script(keys=script_keys, args=args)
         self._observe_script(name, time.perf_counter() - started)
         return result
+
+
+def _purchase_outcome(sale_id: str, attempt: Attempt, reply: Sequence[Any]) -> PurchaseOutcome:
+    """The one place a purchase script's reply becomes a value."""
+    outcome, stored_order_id, created_at, expires_at, replayed, stock_left = reply
+    if outcome != "ok":
+        return Rejected(Rejection(outcome), replayed=bool(replayed), stock_left=int(stock_left))
+    return Reservation(
+        order_id=stored_order_id,
+        sale_id=sale_id,
+        user_id=attempt.user_id,
+        quantity=attempt.quantity,
+        created_at=int(created_at),
+        expires_at=int(expires_at),
+        replayed=bool(replayed),
+        stock_left=int(stock_left),
+    )
 
 
 def _stream_id_key(entry_id: str) -> tuple[int, int]:
@@ -329,13 +415,10 @@ def _sale_record(sale_id: str, fields: dict[str, str], now: int) -> SaleRecord:
     )
 
 
-@asynccontextmanager
-async def _unavailable_on_redis_errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-        raise StoreUnavailable(f"Redis did not answer: {exc}") from exc
-    except redis_errors.ResponseError as exc:
-        if str(exc).startswith(_UNAVAILABLE_REPLIES):
-            raise StoreUnavailable(f"Redis refused the write: {exc}") from exc
-        raise
+def _unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """The StoreUnavailable a Redis failure amounts to, or None for a bug (a script error)."""
+    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+        return StoreUnavailable(f"Redis did not answer: {exc}")
+    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES):
+        return StoreUnavailable(f"Redis refused the write: {exc}")
+    return None

@@ -2,6 +2,9 @@
 -- A script that starts with the line `--! include _order_state.lua` gets these functions
 -- prepended when it is loaded, so the bookkeeping of a state change is written once.
 
+-- Processes that answer sold_out from a local flag listen here, to clear it at once.
+local STOCK_BACK_CHANNEL = 'fs:stock-back'
+
 local function redis_now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -33,6 +36,7 @@ local function finish_hold(sale_key, held_key, order_key, holds_key, events_key,
     if redis.call('HINCRBY', held_key, user_id, -quantity) <= 0 then
       redis.call('HDEL', held_key, user_id)
     end
+    redis.call('PUBLISH', STOCK_BACK_CHANNEL, sale_id)
   end
   append_event(events_key, sale_id, order_id, user_id, quantity, new_status,
     order[4], order[5], now)

@@ -10,6 +10,7 @@ from flashsale.handlers.params import idempotency_key, path_id
 from flashsale.models import OrderStatus, PurchaseRequest, ReservationView, order_view, sale_view
 from flashsale.outcomes import Rejected, Rejection
 from flashsale.problems import Problem, ProblemCode
+from flashsale.shedding import ADMISSION, rate_limited
 from flashsale.timefmt import format_ms
 
 _REJECTION_DETAILS: dict[Rejection, str] = {
@@ -54,6 +55,19 @@ async def purchase(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
     key = idempotency_key(request)
     body = await decode_body(request, PurchaseRequest)
+    admission = request.app[ADMISSION]
+    metrics = request.app[METRICS]
+    wait = admission.users.take(body.user_id)
+    if wait:
+        admission.shed("rate_limited_user", sale_id)
+        raise rate_limited("too many purchase attempts by this user", wait)
+    # A request with an Idempotency-Key may be the retry of a purchase that succeeded
+    # before the sale sold out: only Redis knows its first answer.
+    if key is None and admission.sold_out.is_sold_out(sale_id):
+        metrics.sold_out_local.inc()
+        metrics.purchase_attempts.labels(Rejection.SOLD_OUT.value).inc()
+        admission.counts.rejected(sale_id)
+        raise rejection_problem(Rejected(Rejection.SOLD_OUT))
     outcome = await request.app[STORE].purchase(
         sale_id,
         body.user_id,
@@ -61,8 +75,11 @@ async def purchase(request: web.Request) -> web.Response:
         idempotency_key=key,
         fingerprint=fingerprint(body),
     )
-    metrics = request.app[METRICS]
+    if outcome.stock_left == 0:
+        admission.sold_out.mark(sale_id)
     if isinstance(outcome, Rejected):
+        if outcome.reason is Rejection.OVERLOADED:
+            metrics.shed.labels("backlog").inc()
         metrics.purchase_attempts.labels(outcome.reason.value).inc()
         raise rejection_problem(outcome)
     metrics.purchase_attempts.labels("ok").inc()

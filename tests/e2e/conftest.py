@@ -21,6 +21,12 @@ def service_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 @pytest.fixture(scope="session")
 def service(service_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    env = {"FLASHSALE_REDIS_URL": service_redis_url, "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {
+        "FLASHSALE_REDIS_URL": service_redis_url,
+        "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN,
+        # Every test request comes from 127.0.0.1; rate limits have tests of their own.
+        "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "0",
+        "FLASHSALE_ADMISSION_USER_RATE_PER_SECOND": "0",
+    }
     with flashsale_service(Path(tmp_path_factory.mktemp("serve")), env) as running:
         yield running

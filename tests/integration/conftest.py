@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from flashsale.app import create_app
+from flashsale.batcher import PurchaseBatcher
 from flashsale.redis_client import connect
 from flashsale.scripts import Scripts
 from flashsale.settings import Settings, load_settings
@@ -22,16 +23,25 @@ from tests.servers import PostgresServer
 CreateSale = Callable[..., Awaitable[dict[str, Any]]]
 
 
-@pytest.fixture(scope="session")
-def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+@pytest.fixture(scope="session", params=["batched", "unbatched"])
+def settings(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """Every integration test runs twice: purchases grouped into batch calls, and one call
+    per purchase. The outcomes must not differ."""
     return load_settings(
         env={},
         overrides={
+            "batching_enabled": request.param == "batched",
             "redis_url": redis_url,
             "admin_token": ADMIN_TOKEN,
             "server_data_dir": str(Path(tmp_path_factory.mktemp("data"))),
             # Tests run their own workers; one in the app would race them for every event.
             "worker_in_process": False,
+            # Every test request comes from 127.0.0.1 and user names repeat across tests;
+            # rate limits have tests of their own.
+            "admission_ip_rate_per_second": 0.0,
+            "admission_user_rate_per_second": 0.0,
         },
     )
 
@@ -44,8 +54,20 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture(scope="session")
-async def store(redis: Redis, settings: Settings) -> SaleStore:
-    return SaleStore(redis, Scripts.register(redis), settings.purchases_idempotency_ttl_seconds)
+async def store(redis: Redis, settings: Settings) -> AsyncIterator[SaleStore]:
+    built = SaleStore(redis, Scripts.register(redis), settings.purchases_idempotency_ttl_seconds)
+    batcher = None
+    if settings.batching_enabled:
+        batcher = PurchaseBatcher(
+            built.purchase_batch,
+            max_size=settings.batching_max_size,
+            linger_seconds=settings.batching_linger_seconds,
+            max_in_flight_per_sale=settings.batching_max_in_flight_per_sale,
+        )
+        built.use_batcher(batcher)
+    yield built
+    if batcher is not None:
+        await batcher.close()
 
 
 @pytest.fixture(scope="session")
