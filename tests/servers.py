@@ -48,30 +48,55 @@ def wait_for(condition: object, timeout: float, what: str, interval: float = 0.0
         time.sleep(interval)
 
 
+class RedisProcess:
+    """A redis-server on a fixed free loopback port that a test may kill and start again."""
+
+    def __init__(self, directory: Path, *extra: str) -> None:
+        self.binary = require_binary("redis-server")
+        self.port = free_port()
+        self.directory = directory
+        self.extra = extra
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.directory), "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--logfile", str(self.directory / "redis.log"),
+                *self.extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        try:
+            wait_for(client.ping, 15, f"redis-server on port {self.port}")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
 @contextmanager
 def redis_server(directory: Path, *extra: str) -> Iterator[str]:
     """Starts redis-server on a free loopback port; yields its URL; stops it afterwards."""
-    binary = require_binary("redis-server")
-    port = free_port()
-    directory.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--logfile", str(directory / "redis.log"), *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    server = RedisProcess(directory, *extra)
+    server.start()
     try:
-        wait_for(client.ping, 15, f"redis-server on port {port}")
-        yield url
+        yield server.url
     finally:
-        client.close()
-        process.terminate()
-        process.wait(10)
+        server.stop()
 
 
 @dataclass

@@ -1,0 +1,144 @@
+"""Redis paused and killed mid-sale: every request answered by its deadline, 503s carry
+Retry-After, nothing oversold, and the service recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis
+
+from flashsale import keys
+from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
+from tests.servers import RedisProcess, Service, flashsale_service
+
+pytestmark = pytest.mark.slow
+
+DEADLINE = 1.0
+# What "answered by its deadline" allows for: the event loop, HTTP, a loaded CI machine.
+MARGIN = 0.75
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "always")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def service(durable_redis: RedisProcess, tmp_path: Path) -> Iterator[Service]:
+    env = {
+        "FLASHSALE_REDIS_URL": durable_redis.url,
+        "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "FLASHSALE_ADMISSION_DEADLINE_SECONDS": str(DEADLINE),
+        "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "0",
+        "FLASHSALE_ADMISSION_USER_RATE_PER_SECOND": "0",
+        "FLASHSALE_BREAKER_OPEN_SECONDS": "0.5",
+        "FLASHSALE_REDIS_CONNECT_TIMEOUT_SECONDS": "0.5",
+    }
+    with flashsale_service(tmp_path / "data", env) as running:
+        yield running
+
+
+async def timed_purchases(
+    http: aiohttp.ClientSession, sale_id: str, prefix: str, count: int
+) -> list[tuple[float, int, dict[str, str], Any]]:
+    async def one(i: int) -> tuple[float, int, dict[str, str], Any]:
+        started = time.monotonic()
+        async with http.post(
+            f"/v1/sales/{sale_id}/purchases", json={"user_id": f"{prefix}-{i}", "quantity": 1}
+        ) as response:
+            body = await response.json(content_type=None)
+            return time.monotonic() - started, response.status, dict(response.headers), body
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+def assert_answered_in_time(answers: list[tuple[float, int, dict[str, str], Any]]) -> None:
+    slowest = max(elapsed for elapsed, *_ in answers)
+    assert slowest < DEADLINE + MARGIN, f"an answer took {slowest:.2f}s"
+    for _elapsed, status, headers, body in answers:
+        assert status in (201, 503), (status, body)
+        if status == 503:
+            assert body["code"] == "overloaded"
+            assert int(headers["Retry-After"]) >= 1
+
+
+def assert_not_oversold(url: str, sale_id: str, stock: int) -> None:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        sale = client.hgetall(keys.sale(sale_id))
+        order_ids = [str(o) for o in client.smembers(keys.orders(sale_id))]
+        units = 0
+        for order_id in order_ids:
+            units += int(str(client.hget(keys.order(sale_id, order_id), "quantity") or 0))
+    finally:
+        client.close()
+    assert int(sale["stock_left"]) >= 0
+    assert int(sale["stock_left"]) + units == stock
+
+
+async def wait_ready(http: aiohttp.ClientSession) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        async with http.get("/readyz") as response:
+            if response.status == 200:
+                return
+        assert time.monotonic() < deadline, "the service did not recover by itself"
+        await asyncio.sleep(0.1)
+
+
+async def test_redis_paused_mid_sale(service: Service, durable_redis: RedisProcess) -> None:
+    body = sale_body(stock=500, per_user_limit=1)
+    async with aiohttp.ClientSession(service.url) as http:
+        assert (await http.post("/admin/sales", json=body, headers=ADMIN)).status == 201
+        assert_answered_in_time(await timed_purchases(http, body["sale_id"], "calm", 20))
+
+        pauser = redis.Redis.from_url(durable_redis.url)
+        try:
+            pauser.client_pause(3000, all=True)
+            during = await timed_purchases(http, body["sale_id"], "paused", 60)
+        finally:
+            pauser.close()
+        assert_answered_in_time(during)
+        assert any(status == 503 for _e, status, _h, _b in during)
+
+        await wait_ready(http)
+        after = await timed_purchases(http, body["sale_id"], "after", 20)
+        assert {status for _e, status, _h, _b in after} == {201}
+    assert_not_oversold(durable_redis.url, body["sale_id"], 500)
+
+
+async def test_redis_killed_mid_sale(service: Service, durable_redis: RedisProcess) -> None:
+    body = sale_body(stock=500, per_user_limit=1)
+    async with aiohttp.ClientSession(service.url) as http:
+        assert (await http.post("/admin/sales", json=body, headers=ADMIN)).status == 201
+        before = await timed_purchases(http, body["sale_id"], "before", 20)
+        acknowledged = [b["order_id"] for _e, status, _h, b in before if status == 201]
+        assert len(acknowledged) == 20
+
+        durable_redis.kill()
+        during = await timed_purchases(http, body["sale_id"], "down", 60)
+        assert_answered_in_time(during)
+        assert {status for _e, status, _h, _b in during} == {503}
+        # Several more rounds: the breaker is open now, and answers come at once.
+        again = await timed_purchases(http, body["sale_id"], "still-down", 60)
+        assert max(elapsed for elapsed, *_ in again) < MARGIN
+
+        durable_redis.start()
+        await wait_ready(http)
+        for order_id in acknowledged:
+            async with http.get(f"/v1/orders/{order_id}") as response:
+                assert response.status == 200
+        after = await timed_purchases(http, body["sale_id"], "after", 20)
+        assert {status for _e, status, _h, _b in after} == {201}
+    assert_not_oversold(durable_redis.url, body["sale_id"], 500)

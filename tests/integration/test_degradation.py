@@ -1,0 +1,125 @@
+"""Shedding cheaply: the sold-out short-circuit and the rate limits, through HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from flashsale.app import create_app
+from flashsale.settings import Settings
+from tests.helpers import ADMIN, sale_body
+
+Client = TestClient[Any, Any]
+
+
+async def script_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+
+
+async def buy(client: Client, sale_id: str, user: str, **headers: str) -> Any:
+    return await client.post(
+        f"/v1/sales/{sale_id}/purchases", json={"user_id": user, "quantity": 1}, headers=headers
+    )
+
+
+async def create(client: Client, **overrides: Any) -> str:
+    body = sale_body(**overrides)
+    assert (await client.post("/admin/sales", json=body, headers=ADMIN)).status == 201
+    return str(body["sale_id"])
+
+
+async def test_after_sell_out_attempts_never_reach_redis_until_stock_returns(
+    client: Client, redis: Redis
+) -> None:
+    sale_id = await create(client, stock=1)
+    held = await buy(client, sale_id, "winner")
+    assert held.status == 201
+    # The first refusal comes from Redis and raises this process's flag.
+    assert (await buy(client, sale_id, "late-0")).status == 409
+
+    before = await script_calls(redis)
+    for i in range(1, 51):  # one at a time: without the flag, each would be a script call
+        refused = await buy(client, sale_id, f"late-{i}")
+        assert refused.status == 409
+        assert (await refused.json(content_type=None))["code"] == "sold_out"
+    # At most one call: the once-a-second flush of the locally answered attempts' counts.
+    assert await script_calls(redis) - before <= 1
+
+    order_id = (await held.json())["order_id"]
+    assert (await client.post(f"/v1/orders/{order_id}/cancel")).status == 200
+    cancelled_at = time.monotonic()
+    while (response := await buy(client, sale_id, "second-chance")).status != 201:
+        assert time.monotonic() - cancelled_at < 1.0, "the returned unit stayed unsellable"
+    assert (await response.json())["user_id"] == "second-chance"
+
+
+async def test_an_idempotent_retry_is_answered_truthfully_after_sell_out(
+    client: Client,
+) -> None:
+    sale_id = await create(client, stock=1)
+    first = await buy(client, sale_id, "keyed", **{"Idempotency-Key": "press-1"})
+    assert (await buy(client, sale_id, "other")).status == 409  # flag raised
+    again = await buy(client, sale_id, "keyed", **{"Idempotency-Key": "press-1"})
+    assert again.status == 201
+    assert await again.json() == await first.json()
+
+
+@pytest.fixture
+async def limited_client(settings: Settings) -> AsyncIterator[Client]:
+    limited = settings.replace(
+        admission_user_rate_per_second=1.0,
+        admission_user_burst=2,
+        admission_ip_rate_per_second=1.0,
+        admission_ip_burst=4,
+        admission_trusted_proxies="127.0.0.1/32",
+    )
+    async with TestClient(TestServer(create_app(limited))) as test_client:
+        yield test_client
+
+
+async def test_per_user_rate_limit(limited_client: Client) -> None:
+    client = limited_client
+    sale_id = await create(client, stock=20, per_user_limit=10)
+    ip = {"X-Forwarded-For": "198.51.100.1"}
+    assert (await buy(client, sale_id, "eager", **ip)).status == 201
+    assert (await buy(client, sale_id, "eager", **ip)).status == 201
+    limited = await buy(client, sale_id, "eager", **ip)
+    assert limited.status == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert (await limited.json(content_type=None))["code"] == "rate_limited"
+    assert (await buy(client, sale_id, "patient", **ip)).status == 201
+    view = await (await client.get(f"/admin/sales/{sale_id}", headers=ADMIN)).json()
+    assert view["stock_left"] == 17  # the refused attempt took nothing
+
+
+async def test_per_ip_rate_limit_through_a_trusted_proxy(limited_client: Client) -> None:
+    client = limited_client
+    sale_id = await create(client, stock=20, per_user_limit=10)
+    bot = {"X-Forwarded-For": "203.0.113.66"}
+    answers = [(await buy(client, sale_id, f"bot-{i}", **bot)).status for i in range(4)]
+    assert answers == [201] * 4  # the burst
+    limited = await buy(client, sale_id, "bot-x", **bot)
+    assert limited.status == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert (await client.get(f"/v1/sales/{sale_id}", headers=bot)).status == 429
+    # Another shopper behind the same proxy is not punished for the bot.
+    assert (await buy(client, sale_id, "human", **{"X-Forwarded-For": "192.0.2.10"})).status == 201
+
+
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(settings: Settings) -> None:
+    strict = settings.replace(admission_ip_rate_per_second=1.0, admission_ip_burst=2)
+    async with TestClient(TestServer(create_app(strict))) as client:
+        statuses = [
+            (
+                await client.get("/v1/sales/whatever", headers={"X-Forwarded-For": f"192.0.2.{i}"})
+            ).status
+            for i in range(3)
+        ]
+    # Three "different" clients, but the peer (127.0.0.1) is not a trusted proxy.
+    assert statuses == [404, 404, 429]
