@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     serve.add_argument("--data-dir", help="embedded Redis data and admin token (default var)")
-    serve.add_argument("--workers", type=int, help="service processes (default 1)")
+    serve.add_argument(
+        "--workers", type=int, help="service processes sharing the port (default: CPU count)"
+    )
     serve.add_argument(
         "--no-worker",
         dest="in_process_worker",
@@ -68,7 +70,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _run(main: Coroutine[Any, Any, T]) -> T:
+def run_coroutine(main: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
@@ -89,15 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from flashsale.serve import serve
 
-            _run(serve(settings))
+            run_coroutine(serve(settings))
         elif args.command == "worker":
             from flashsale.commands import run_worker
 
-            _run(run_worker(settings, args.burst))
+            run_coroutine(run_worker(settings, args.burst))
         elif args.command == "audit":
             from flashsale.commands import run_audit
 
-            return 0 if _run(run_audit(settings, args.sale_id)) else 1
+            return 0 if run_coroutine(run_audit(settings, args.sale_id)) else 1
     except FlashsaleError as exc:
         print(f"flashsale: {exc}", file=sys.stderr)
         return 2

@@ -39,7 +39,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: the kernel sends SIGTERM if the service dies, even by
     SIGKILL, so redis-server never outlives it (Linux only; elsewhere stop() must run)."""
     if sys.platform.startswith("linux"):
@@ -134,7 +134,7 @@ class EmbeddedRedis:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             # Its own session: a Ctrl-C in the terminal reaches the service, which then stops
             # Redis last, after requests in flight are answered.
             start_new_session=True,

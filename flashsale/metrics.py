@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -12,8 +19,13 @@ EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     """Every metric the service exports. Labels are bounded: no user, order or sale ids."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, multiprocess_dir: str | None = None
+    ) -> None:
+        """`multiprocess_dir`: this process is one of several serving the same port; metrics
+        are written there (prometheus-client's multiprocess mode) and /metrics sums them."""
         self.registry = registry or CollectorRegistry()
+        self._multiprocess_dir = multiprocess_dir
         self.purchase_attempts = Counter(
             "flashsale_purchase_attempts_total",
             "Purchase attempts answered, by outcome (ok or the problem code).",
@@ -121,4 +133,8 @@ class Metrics:
         self.script_seconds.labels(script).observe(seconds)
 
     def exposition(self) -> bytes:
-        return bytes(generate_latest(self.registry))
+        if self._multiprocess_dir is None:
+            return bytes(generate_latest(self.registry))
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(merged))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-
-from aiohttp import web
+import os
 
 from flashsale.admin_token import resolve_admin_token
-from flashsale.app import create_app
 from flashsale.durability import durability_warnings
 from flashsale.embedded_redis import EmbeddedRedis
+from flashsale.http_server import run_http
+from flashsale.process_pool import ProcessPool
 from flashsale.redis_client import connect
 from flashsale.settings import Settings
 
@@ -19,11 +17,6 @@ log = logging.getLogger("flashsale.serve")
 
 
 async def serve(settings: Settings) -> None:
-    if settings.server_workers > 1:
-        log.warning(
-            "server.workers=%d asked for, but this build serves from one process",
-            settings.server_workers,
-        )
     embedded: EmbeddedRedis | None = None
     try:
         if not settings.redis_url:
@@ -38,7 +31,11 @@ async def serve(settings: Settings) -> None:
         if token_file is not None:
             print(f"flashsale admin token: stored in {token_file} (mode 0600)", flush=True)
         await _report_durability(settings)
-        await _run_http(settings)
+        processes = settings.server_workers or os.cpu_count() or 1
+        if processes == 1:
+            await run_http(settings, on_ready=_announce)
+        else:
+            await ProcessPool(settings, processes).run()
     finally:
         if embedded is not None:
             await embedded.stop()
@@ -52,32 +49,5 @@ async def _report_durability(settings: Settings) -> None:
         await redis.aclose()
 
 
-async def _run_http(settings: Settings) -> None:
-    runner = web.AppRunner(
-        create_app(settings),
-        access_log=None,
-        shutdown_timeout=settings.server_shutdown_timeout_seconds,
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.server_host, settings.server_port)
-        await site.start()
-        host, port = _bound_address(runner)
-        print(f"flashsale serving on http://{host}:{port}", flush=True)
-        await _until_signalled()
-        log.info("stopping: answering requests in flight")
-    finally:
-        await runner.cleanup()
-
-
-def _bound_address(runner: web.AppRunner) -> tuple[str, int]:
-    address = runner.addresses[0]
-    return str(address[0]), int(address[1])
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+def _announce(host: str, port: int) -> None:
+    print(f"flashsale serving on http://{host}:{port}", flush=True)

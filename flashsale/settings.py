@@ -26,7 +26,7 @@ class Settings:
 
     server_host: str
     server_port: int = dataclasses.field(metadata=_at_least(0))
-    server_workers: int = dataclasses.field(metadata=_at_least(1))
+    server_workers: int = dataclasses.field(metadata=_at_least(0))
     server_data_dir: str
     server_max_body_bytes: int = dataclasses.field(metadata=_at_least(64))
     server_shutdown_timeout_seconds: float = dataclasses.field(metadata=_at_least(0))

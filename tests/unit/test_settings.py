@@ -50,7 +50,7 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     ("env", "named"),
     [
         ({"FLASHSALE_SERVER_PORT": "eighty"}, "FLASHSALE_SERVER_PORT"),
-        ({"FLASHSALE_SERVER_WORKERS": "0"}, "FLASHSALE_SERVER_WORKERS"),
+        ({"FLASHSALE_SERVER_WORKERS": "-1"}, "FLASHSALE_SERVER_WORKERS"),
         ({"FLASHSALE_REDIS_SOCKET_TIMEOUT_SECONDS": "-1"}, "FLASHSALE_REDIS_SOCKET_TIMEOUT"),
         ({"FLASHSALE_REDIS_URL": "localhost:6379"}, "FLASHSALE_REDIS_URL"),
         ({"FLASHSALE_ORDERS_DSN": "mysql://x"}, "FLASHSALE_ORDERS_DSN"),

@@ -1,0 +1,78 @@
+"""`serve --workers N`: processes share the port, metrics add up across them, and a process
+that dies is replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests import sync_http as http
+from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
+from tests.servers import flashsale_service, pid_alive, redis_server, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if re.search(rf"^PPid:\s+{pid}$", text, flags=re.M) and "spawn_main" in (
+            (status.parent / "cmdline").read_bytes().decode(errors="replace")
+        ):
+            found.add(int(status.parent.name))
+    return found
+
+
+def metric_sum(text: str, name: str, labels: str) -> float:
+    pattern = rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$"
+    return sum(float(m) for m in re.findall(pattern, text, flags=re.M))
+
+
+async def test_processes_share_the_port_and_their_metrics(tmp_path: Path) -> None:
+    with redis_server(tmp_path / "redis") as redis_url:
+        env = {
+            "FLASHSALE_REDIS_URL": redis_url,
+            "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "0",
+        }
+        with flashsale_service(tmp_path / "data", env, "--workers", "2") as service:
+            wait_for(lambda: len(children_of(service.process.pid)) == 2, 10, "two processes")
+            children = children_of(service.process.pid)
+            body = sale_body(stock=1000, per_user_limit=1)
+            assert http.post(service.url + "/admin/sales", body, ADMIN)[0] == 201
+            connector = aiohttp.TCPConnector(limit=0, force_close=True)  # new connection each
+            async with aiohttp.ClientSession(service.url, connector=connector) as client:
+
+                async def buy(i: int) -> int:
+                    async with client.post(
+                        f"/v1/sales/{body['sale_id']}/purchases",
+                        json={"user_id": f"mp-{i}", "quantity": 1},
+                    ) as response:
+                        return response.status
+
+                statuses = await asyncio.gather(*(buy(i) for i in range(300)))
+            assert statuses.count(201) == 300
+            text = http.get(service.url + "/metrics")[1]
+            assert metric_sum(text, "flashsale_purchase_attempts_total", 'outcome="ok"') == 300
+            route = 'method="POST",route="/v1/sales/{sale_id}/purchases",status="201"'
+            assert metric_sum(text, "flashsale_http_requests_total", route) == 300
+
+            victim = min(children)
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: not pid_alive(victim), 10, "the killed process to go")
+            wait_for(
+                lambda: len(children_of(service.process.pid) - {victim}) == 2,
+                15,
+                "the parent to start a replacement",
+            )
+            assert http.get(service.url + "/readyz")[0] == 200
