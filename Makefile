@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast lint format clean
+.PHONY: install run test test-fast bench bench-smoke lint format clean
 
-$(VENV)/.installed: pyproject.toml scripts/bootstrap scripts/ensure-servers
+$(VENV)/.installed: pyproject.toml scripts/bootstrap scripts/ensure-packages
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/bootstrap
 	touch $@
 
@@ -14,18 +14,28 @@ install: $(VENV)/.installed
 
 ## run: the engine on 127.0.0.1:8080 with its own Redis and data under var/
 run: install
-	./scripts/ensure-servers redis
+	./scripts/ensure-packages redis
 	$(BIN)/flashsale serve
 
 ## test: every test tier (unit, integration, end-to-end), slow fault injection included
 test: install
-	./scripts/ensure-servers redis postgresql
+	./scripts/ensure-packages redis postgresql
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-fast: everything but the slow fault-injection tests
 test-fast: install
-	./scripts/ensure-servers redis postgresql
+	./scripts/ensure-packages redis postgresql
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+## bench: the throughput benchmark (docs/performance.md); prints a table, asserts nothing
+bench: install
+	./scripts/ensure-packages redis wrk hey
+	$(BIN)/python loadtest/bench.py --duration 10
+
+## bench-smoke: the same with one-second scenarios, to keep it working
+bench-smoke: install
+	./scripts/ensure-packages redis wrk hey
+	$(BIN)/python loadtest/bench.py --duration 1
 
 ## lint: ruff and mypy --strict, as CI runs them
 lint: install

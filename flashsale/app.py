@@ -14,11 +14,12 @@ from flashsale.context import METRICS, REDIS, SCRIPTS, SETTINGS, STORE
 from flashsale.errors import ConfigError
 from flashsale.handlers import admin, ops, shopper
 from flashsale.metrics import Metrics
-from flashsale.middleware import admin_auth, problems, request_context
+from flashsale.middleware import front
+from flashsale.pause import pause
 from flashsale.redis_client import connect
 from flashsale.scripts import Scripts
 from flashsale.settings import Settings
-from flashsale.shedding import ADMISSION, Admission, admit
+from flashsale.shedding import ADMISSION, Admission, gate
 from flashsale.sinks import open_sink
 from flashsale.soldout import listen_for_stock_back
 from flashsale.store import SaleStore
@@ -34,7 +35,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         raise ConfigError("no Redis URL: set FLASHSALE_REDIS_URL or run the embedded Redis")
     app = web.Application(
         client_max_size=settings.server_max_body_bytes,
-        middlewares=[request_context, problems, admit, admin_auth(settings.admin_token)],
+        middlewares=[front, gate(settings.admin_token)],
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
@@ -98,6 +99,7 @@ async def _redis_store(app: web.Application) -> AsyncIterator[None]:
     helpers = [
         asyncio.create_task(listen_for_stock_back(redis, admission.sold_out, stop)),
         asyncio.create_task(admission.counts.run(scripts, stop)),
+        asyncio.create_task(_sample_in_flight(admission, stop)),
     ]
     yield
     stop.set()
@@ -122,3 +124,10 @@ async def _background_worker(app: web.Application) -> AsyncIterator[None]:
     except TimeoutError:
         log.warning("order worker did not finish its batch in time; it stays pending")
     await sink.close()
+
+
+async def _sample_in_flight(admission: Admission, stop: asyncio.Event) -> None:
+    """The in-flight gauge, sampled a few times a second rather than moved per request."""
+    while not stop.is_set():
+        admission.metrics.in_flight.set(admission.in_flight.current)
+        await pause(0.25, stop)

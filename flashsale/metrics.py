@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -128,6 +130,27 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+
+        # Looking a labelled child up costs more than using it: keep the ones in use.
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._attempt_children: dict[str, Any] = {}
+
+    def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.http_requests.labels(*key),
+                self.http_seconds.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_attempt(self, outcome: str) -> None:
+        child = self._attempt_children.get(outcome)
+        if child is None:
+            child = self._attempt_children[outcome] = self.purchase_attempts.labels(outcome)
+        child.inc()
 
     def observe_script(self, script: str, seconds: float) -> None:
         self.script_seconds.labels(script).observe(seconds)

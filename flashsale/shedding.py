@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from flashsale.admission import (
     InFlightLimit,
@@ -21,7 +22,7 @@ from flashsale.admission import (
 )
 from flashsale.local_counts import LocalCounts
 from flashsale.metrics import Metrics
-from flashsale.middleware import Handler
+from flashsale.middleware import Handler, admin_checker, is_admin_path
 from flashsale.problems import Problem, ProblemCode
 from flashsale.settings import Settings
 from flashsale.soldout import SoldOutFlags
@@ -58,6 +59,7 @@ class Admission:
 
 
 ADMISSION = web.AppKey("admission", Admission)
+DEADLINE = web.RequestKey("deadline", float)
 
 
 def overloaded(detail: str, retry_after: str = OVERLOADED_RETRY_AFTER) -> Problem:
@@ -68,14 +70,27 @@ def rate_limited(detail: str, wait: float) -> Problem:
     return Problem(ProblemCode.RATE_LIMITED, detail, {"Retry-After": retry_after_header(wait)})
 
 
-@web.middleware
-async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith(SHOPPER_PREFIX):
+def gate(admin_token: str) -> Middleware:
+    """The one middleware inside `front`: shopper routes pass admission, operator routes
+    the token check; everything else goes straight through."""
+    check_admin = admin_checker(admin_token)
+
+    @web.middleware
+    async def gate_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(SHOPPER_PREFIX):
+            return await admit(request, handler)
+        if is_admin_path(request.path):
+            check_admin(request)
         return await handler(request)
+
+    return gate_request
+
+
+async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
     admission = request.app[ADMISSION]
     finishing = request.method == "POST" and request.path.endswith(("/confirm", "/cancel"))
     purchase_of = request.match_info.get("sale_id") if request.path.endswith("/purchases") else None
-    if not finishing:
+    if not finishing and admission.ips.enabled:
         wait = admission.ips.take(admission.client(request))
         if wait:
             admission.shed("rate_limited_ip", purchase_of)
@@ -84,15 +99,23 @@ async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not admission.in_flight.try_enter(priority):
         admission.shed("in_flight", purchase_of)
         raise overloaded("the engine is at capacity; retry shortly")
-    admission.metrics.in_flight.inc()
+    loop = asyncio.get_running_loop()
+    # No timer yet: most answers need no Redis at all (sold out, shed). Handlers arm it
+    # around the work that may wait, with `within_deadline`.
+    request[DEADLINE] = deadline = loop.time() + admission.settings.admission_deadline_seconds
     try:
-        async with asyncio.timeout(admission.settings.admission_deadline_seconds) as deadline:
-            return await handler(request)
+        return await handler(request)
     except TimeoutError:
-        if not deadline.expired():
+        if loop.time() < deadline:
             raise
         admission.shed("deadline", purchase_of)
         raise overloaded("no answer within the request deadline; retry shortly") from None
     finally:
         admission.in_flight.leave()
-        admission.metrics.in_flight.dec()
+
+
+def within_deadline(request: web.Request) -> asyncio.Timeout:
+    """The request's deadline as a timeout scope: work inside it is cancelled when the
+    deadline passes (queued purchases are then dropped unsent) and the request answered
+    503 overloaded."""
+    return asyncio.timeout_at(request[DEADLINE])

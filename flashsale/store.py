@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import secrets
 import time
@@ -49,6 +50,7 @@ _COUNTER_FIELDS = (
 _UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MASTERDOWN", "BUSY", "LOADING", "MISCONF", "TRYAGAIN")
 
 
+@functools.lru_cache(maxsize=65536)
 def sale_ref(sale_id: str) -> str:
     """A short, stable name for a sale, embedded in its order ids so lookups find the sale."""
     digest = hashlib.sha256(sale_id.encode()).digest()

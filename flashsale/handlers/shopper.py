@@ -10,7 +10,7 @@ from flashsale.handlers.params import idempotency_key, path_id
 from flashsale.models import OrderStatus, PurchaseRequest, ReservationView, order_view, sale_view
 from flashsale.outcomes import Rejected, Rejection
 from flashsale.problems import Problem, ProblemCode
-from flashsale.shedding import ADMISSION, rate_limited
+from flashsale.shedding import ADMISSION, rate_limited, within_deadline
 from flashsale.timefmt import format_ms
 
 _REJECTION_DETAILS: dict[Rejection, str] = {
@@ -45,7 +45,8 @@ def rejection_problem(rejected: Rejected) -> Problem:
 
 async def get_sale(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
-    sale = await request.app[STORE].get_sale(sale_id)
+    async with within_deadline(request):
+        sale = await request.app[STORE].get_sale(sale_id)
     if sale is None:
         raise Problem(ProblemCode.NOT_FOUND, f"no sale with id {sale_id!r}")
     return respond(request, sale_view(sale))
@@ -65,24 +66,25 @@ async def purchase(request: web.Request) -> web.Response:
     # before the sale sold out: only Redis knows its first answer.
     if key is None and admission.sold_out.is_sold_out(sale_id):
         metrics.sold_out_local.inc()
-        metrics.purchase_attempts.labels(Rejection.SOLD_OUT.value).inc()
+        metrics.count_attempt(Rejection.SOLD_OUT.value)
         admission.counts.rejected(sale_id)
         raise rejection_problem(Rejected(Rejection.SOLD_OUT))
-    outcome = await request.app[STORE].purchase(
-        sale_id,
-        body.user_id,
-        body.quantity,
-        idempotency_key=key,
-        fingerprint=fingerprint(body),
-    )
+    async with within_deadline(request):
+        outcome = await request.app[STORE].purchase(
+            sale_id,
+            body.user_id,
+            body.quantity,
+            idempotency_key=key,
+            fingerprint=fingerprint(body),
+        )
     if outcome.stock_left == 0:
         admission.sold_out.mark(sale_id)
     if isinstance(outcome, Rejected):
         if outcome.reason is Rejection.OVERLOADED:
             metrics.shed.labels("backlog").inc()
-        metrics.purchase_attempts.labels(outcome.reason.value).inc()
+        metrics.count_attempt(outcome.reason.value)
         raise rejection_problem(outcome)
-    metrics.purchase_attempts.labels("ok").inc()
+    metrics.count_attempt("ok")
     headers = {"Location": f"/v1/orders/{outcome.order_id}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -108,13 +110,14 @@ async def cancel_order(request: web.Request) -> web.Response:
 async def _settle(request: web.Request, *, confirm: bool) -> web.Response:
     order_id = path_id(request, "order_id")
     store = request.app[STORE]
-    outcome = await (store.confirm(order_id) if confirm else store.cancel(order_id))
-    if isinstance(outcome, Rejected):
-        problem = rejection_problem(outcome)
-        if outcome.reason is Rejection.NOT_FOUND:
-            problem = Problem(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")
-        raise problem
-    order = await store.get_order(order_id)
+    async with within_deadline(request):
+        outcome = await (store.confirm(order_id) if confirm else store.cancel(order_id))
+        if isinstance(outcome, Rejected):
+            problem = rejection_problem(outcome)
+            if outcome.reason is Rejection.NOT_FOUND:
+                problem = Problem(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")
+            raise problem
+        order = await store.get_order(order_id)
     if order is None:  # only if keys are deleted by hand between the two calls
         raise Problem(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")
     return respond(request, order_view(order))
@@ -122,7 +125,8 @@ async def _settle(request: web.Request, *, confirm: bool) -> web.Response:
 
 async def get_order(request: web.Request) -> web.Response:
     order_id = path_id(request, "order_id")
-    order = await request.app[STORE].get_order(order_id)
+    async with within_deadline(request):
+        order = await request.app[STORE].get_order(order_id)
     if order is None:
         raise Problem(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")
     return respond(request, order_view(order))

@@ -1,0 +1,342 @@
+"""Throughput benchmark of the purchase path, every figure measured in one run on this machine.
+
+    python loadtest/bench.py [--duration 10] [--connections 64]
+
+It prints requests/s, p50 and p99 of: (a) a bare aiohttp JSON endpoint (the floor), (b)
+successful purchases, (c) sold-out answers, (d) purchases with Redis on `appendfsync always`
+against `appendonly no`, and (e) a 10x overload (goodput, p99 of admitted and of shed
+answers, errors, oversold) — each also as a ratio to (a). Figures vary with the machine and
+its other load: compare ratios from the same run, not numbers across runs. wrk drives (a)-(d)
+and hey (e); both are pinned to the last core when there are two or more, the servers to the
+others. Nothing here asserts a number: it measures and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "bench-admin-token"  # noqa: S105 - a throwaway token for a private engine
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+ALL_CORES = os.cpu_count() or 1
+
+
+def cores(role: str) -> list[str]:
+    """taskset prefix: the load generator gets the last core, servers the rest."""
+    if ALL_CORES < 2 or shutil.which("taskset") is None:
+        return []
+    if role == "load":
+        return ["taskset", "-c", str(ALL_CORES - 1)]
+    return ["taskset", "-c", f"0-{ALL_CORES - 2}"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_up(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        url, data=json.dumps(body).encode(), headers=HEADERS, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def get(url: str) -> Any:
+    request = urllib.request.Request(url, headers=HEADERS)  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.load(response)
+
+
+@contextmanager
+def process(
+    args: list[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        args, env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def redis(directory: Path, durable: bool) -> Iterator[str]:
+    port = free_port()
+    persistence = (
+        ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
+    )
+    args = [
+        *cores("load"), "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+        "--dir", str(directory), "--save", "", "--maxmemory-policy", "noeviction", *persistence,
+    ]  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    with process(args):
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 15
+        while (
+            subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
+            ).stdout.strip()
+            != b"PONG"
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        yield url
+
+
+@contextmanager
+def engine(redis_url: str, data_dir: Path, **settings: str) -> Iterator[str]:
+    port = free_port()
+    env = {
+        "FLASHSALE_REDIS_URL": redis_url,
+        "FLASHSALE_ADMIN_TOKEN": TOKEN,
+        "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "0",
+        "FLASHSALE_ADMISSION_USER_RATE_PER_SECOND": "0",
+        # The order-store worker would share the engine's core; the benchmark measures the
+        # purchase path, so events wait in their streams (no backlog bound) meanwhile.
+        "FLASHSALE_WORKER_IN_PROCESS": "false",
+        "FLASHSALE_ORDERS_MAX_BACKLOG": "0",
+        "FLASHSALE_LOG_LEVEL": "WARNING",
+        **{f"FLASHSALE_{k.upper()}": v for k, v in settings.items()},
+    }
+    flashsale = str(Path(sys.executable).parent / "flashsale")
+    args = [*cores("server"), flashsale, "serve", "--workers", "1", "--port", str(port),
+            "--data-dir", str(data_dir)]  # fmt: skip
+    with process(args, env):
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(base + "/healthz")
+        yield base
+
+
+def create_sale(base: str, stock: int) -> str:
+    sale_id = f"bench-{time.monotonic_ns()}"
+    status, _ = post(base + "/admin/sales", {
+        "sale_id": sale_id, "sku": "BENCH", "name": "benchmark", "stock": stock,
+        "per_user_limit": 1_000_000, "hold_seconds": 3600,
+        "starts_at": "2020-01-01T00:00:00Z", "ends_at": "2099-01-01T00:00:00Z",
+    })  # fmt: skip
+    assert status == 201, status
+    return sale_id
+
+
+@dataclass
+class Figures:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int = 0
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def wrk(name: str, url: str, seconds: float, connections: int, script: Path | None) -> Figures:
+    args = [
+        *cores("load"),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+    ]
+    if script is not None:
+        args += ["-s", str(script)]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Figures(name, rps, p50, p99, int(non_2xx.group(1)) if non_2xx else 0)
+
+
+def warm(url: str, script: Path | None, connections: int) -> None:
+    wrk("warm-up", url, 1, connections, script)
+
+
+@dataclass
+class Overload:
+    offered_rps: float
+    goodput_rps: float
+    admitted_p99_ms: float
+    shed_p99_ms: float
+    shed_share: float
+    errors: int
+    oversold: int
+
+
+def overload(base: str, capacity: float, seconds: float) -> Overload:
+    sale_id = create_sale(base, 1_000_000_000)
+    workers = 1000
+    per_worker = max(1.0, 10 * capacity / workers)
+    body = json.dumps({"user_id": "overload", "quantity": 1})
+    args = [
+        *cores("load"), "hey", "-z", f"{max(1, round(seconds))}s", "-c", str(workers),
+        "-q", f"{per_worker:.1f}", "-m", "POST", "-T", "application/json", "-d", body,
+        "-o", "csv", f"{base}/v1/sales/{sale_id}/purchases",
+    ]  # fmt: skip
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    admitted = [
+        float(r["response-time"]) * 1000 for r in rows if r["status-code"] in ("201", "409")
+    ]
+    shed = [float(r["response-time"]) * 1000 for r in rows if r["status-code"] in ("429", "503")]
+    errors = sum(r["status-code"] not in ("201", "409", "429", "503") for r in rows)
+    sale = get(f"{base}/admin/sales/{sale_id}")
+    counts = sale["counts"]
+    oversold = max(0, counts["reserved"] + counts["confirmed"] + sale["stock_left"]
+                   - sale["stock_total"])  # fmt: skip
+    return Overload(
+        offered_rps=len(rows) / seconds,
+        goodput_rps=sum(r["status-code"] == "201" for r in rows) / seconds,
+        admitted_p99_ms=_p99(admitted),
+        shed_p99_ms=_p99(shed),
+        shed_share=len(shed) / max(1, len(rows)),
+        errors=errors,
+        oversold=oversold,
+    )
+
+
+def _p99(values: list[float]) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=100)[98]
+
+
+def run(seconds: float, connections: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"cores": ALL_CORES, "seconds": seconds, "connections": connections}
+    script = HERE / "purchase.lua"
+    with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        port = free_port()
+        stack.enter_context(process(
+            [*cores("server"), sys.executable, str(HERE / "floor_app.py"), "--port", str(port)]
+        ))  # fmt: skip
+        floor_url = f"http://127.0.0.1:{port}/"
+        wait_until_up(floor_url)
+        # The same POST with a JSON body that purchases get: the floor parses it too.
+        warm(floor_url, script, connections)
+        floor = wrk("(a) floor: bare aiohttp JSON", floor_url, seconds, connections, script)
+        stack.close()
+
+        measured = [floor]
+        for durable in (True, False):
+            with (
+                redis(root / f"redis-{durable}", durable) as redis_url,
+                engine(redis_url, root / f"data-{durable}") as base,
+            ):
+                sale = create_sale(base, 1_000_000_000)
+                url = f"{base}/v1/sales/{sale}/purchases"
+                warm(url, script, connections)
+                label = "appendfsync always" if durable else "appendonly no"
+                measured.append(wrk(f"purchases, {label}", url, seconds, connections, script))
+                if durable:
+                    gone = create_sale(base, 1)
+                    post(f"{base}/v1/sales/{gone}/purchases", {"user_id": "first", "quantity": 1})
+                    url = f"{base}/v1/sales/{gone}/purchases"
+                    warm(url, script, connections)
+                    measured.append(wrk("sold-out answers", url, seconds, connections, script))
+                    results["overload"] = asdict(overload(base, measured[1].rps, seconds))
+        results["figures"] = [asdict(f) for f in measured]
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    figures = {f["name"]: f for f in results["figures"]}
+    floor = results["figures"][0]["rps"]
+    lines = [
+        f"flashsale benchmark: {results['cores']} cores, {results['seconds']:g}s per scenario, "
+        f"{results['connections']} connections (wrk; hey for overload)",
+        f"{'scenario':<40} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9}",
+    ]
+    for label, name in [
+        ("(a) floor: bare aiohttp JSON", "(a) floor: bare aiohttp JSON"),
+        ("(b) purchases (appendfsync always)", "purchases, appendfsync always"),
+        ("(c) sold-out answers", "sold-out answers"),
+        ("(d) purchases (appendonly no)", "purchases, appendonly no"),
+    ]:
+        f = figures[name]
+        lines.append(
+            f"{label:<40} {f['rps']:>10.0f} {f['p50_ms']:>8.2f} {f['p99_ms']:>8.2f} "
+            f"{f['rps'] / floor:>8.0%}" + (f"  ({f['non_2xx']} non-2xx)" if "sold" not in name
+                                             and f["non_2xx"] else "")
+        )  # fmt: skip
+    always = figures["purchases, appendfsync always"]["rps"]
+    no_aof = figures["purchases, appendonly no"]["rps"]
+    lines.append(f"(d) appendfsync always / appendonly no: {always / no_aof:.0%}")
+    o = results["overload"]
+    lines.append(
+        f"(e) overload: offered {o['offered_rps']:.0f} req/s "
+        f"({o['offered_rps'] / always:.1f}x capacity), goodput {o['goodput_rps']:.0f} req/s "
+        f"({o['goodput_rps'] / always:.0%} of capacity, {o['goodput_rps'] / floor:.0%} of floor), "
+        f"admitted p99 {o['admitted_p99_ms']:.1f} ms, shed p99 {o['shed_p99_ms']:.1f} ms, "
+        f"shed {o['shed_share']:.0%}, errors {o['errors']}, oversold {o['oversold']}"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    results = run(args.duration, args.connections)
+    print(report(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
