@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 
@@ -37,3 +39,14 @@ def _decode(raw: bytes) -> Any:
         return json.loads(raw) if raw else None
     except ValueError:
         return raw.decode(errors="replace")
+
+
+def until_available(call: Callable[[], tuple[int, Any]], within: float = 10.0) -> tuple[int, Any]:
+    """Repeats `call` while the service answers 503 or cannot be reached: after an outage each
+    process's circuit breaker probes on its own, so one may still refuse for a moment."""
+    deadline = time.monotonic() + within
+    while True:
+        status, body = call()
+        if status not in (0, 503) or time.monotonic() > deadline:
+            return status, body
+        time.sleep(0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -53,15 +54,17 @@ def test_acknowledged_reservations_survive_redis_sigkill(tmp_path: Path) -> None
         )
 
         for answer in acknowledged:
-            status, order = http.get(f"{service.url}/v1/orders/{answer['order_id']}")
+            url = f"{service.url}/v1/orders/{answer['order_id']}"
+            status, order = http.until_available(functools.partial(http.get, url))
             assert status == 200
             assert (order["user_id"], order["status"]) == (answer["user_id"], "reserved")
-        status, sale = http.get(f"{service.url}/admin/sales/{body['sale_id']}", admin)
+        sale_url = f"{service.url}/admin/sales/{body['sale_id']}"
+        status, sale = http.until_available(lambda: http.get(sale_url, admin))
         assert (sale["stock_left"], sale["counts"]["reserved"]) == (20, 30)
         # And it keeps selling.
-        status, _ = http.post(
-            f"{service.url}/v1/sales/{body['sale_id']}/purchases",
-            {"user_id": "late", "quantity": 1},
+        purchases = f"{service.url}/v1/sales/{body['sale_id']}/purchases"
+        status, _ = http.until_available(
+            lambda: http.post(purchases, {"user_id": "late", "quantity": 1})
         )
         assert status == 201
 
