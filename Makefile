@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+LOADTEST_ARGS ?=
 
-.PHONY: install run test test-fast bench bench-smoke lint format clean
+.PHONY: install run test test-fast loadtest bench bench-smoke lint format clean
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap scripts/ensure-packages
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/bootstrap
@@ -26,6 +27,11 @@ test: install
 test-fast: install
 	./scripts/ensure-packages redis postgresql
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+## loadtest: rehearse launch day (locust, ~1 minute), audit, summary, HTML report and chart
+loadtest: install
+	./scripts/ensure-packages redis
+	$(BIN)/python loadtest/launch_day.py $(LOADTEST_ARGS)
 
 ## bench: the throughput benchmark (docs/performance.md); prints a table, asserts nothing
 bench: install
