@@ -51,9 +51,12 @@ def local_engine(data_dir: Path, log: Path) -> Iterator[tuple[str, str]]:
     """`flashsale serve` on a free port; yields (url, admin token)."""
     env = {
         **os.environ,
-        # The bots' X-Forwarded-For comes through this machine's loopback: believe it, so
-        # the per-IP limit sees three bot addresses rather than one load generator.
+        # Simulated clients' X-Forwarded-For comes through this machine's loopback: believe
+        # it, so that the per-IP limit sees each shopper's address and the bots' three.
         "FLASHSALE_ADMISSION_TRUSTED_PROXIES": "127.0.0.1",
+        # A limit a person never reaches and a bot farm behind three IPs soon does.
+        "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "20",
+        "FLASHSALE_ADMISSION_IP_BURST": "40",
     }
     with log.open("wb") as sink:
         engine = subprocess.Popen(

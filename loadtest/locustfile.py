@@ -93,6 +93,8 @@ class Shopper(FastHttpUser):
 
     def on_start(self) -> None:
         self.user_id = f"shopper-{uuid.uuid4().hex[:12]}"
+        # Each shopper has an address of their own (the bots share three).
+        self.ip = f"198.51.{random.randrange(256)}.{random.randrange(1, 255)}"
         self.done = False
 
     @task
@@ -101,14 +103,16 @@ class Shopper(FastHttpUser):
             return
         options = self.environment.parsed_options
         sale = f"/v1/sales/{options.sale_id}"
-        with self.client.get(sale, name="view", catch_response=True) as response:
+        with self.client.get(
+            sale, name="view", headers={"X-Forwarded-For": self.ip}, catch_response=True
+        ) as response:
             report(response, "view")
         key = uuid.uuid4().hex
         for attempt in range(options.max_retries + 1):
             with self.client.post(
                 f"{sale}/purchases",
                 json={"user_id": self.user_id, "quantity": 1},
-                headers={"Idempotency-Key": key},
+                headers={"Idempotency-Key": key, "X-Forwarded-For": self.ip},
                 name="purchase",
                 catch_response=True,
             ) as response:
