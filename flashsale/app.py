@@ -85,11 +85,9 @@ async def _redis_store(app: web.Application) -> AsyncIterator[None]:
     )
     batcher = None
     if settings.batching_enabled:
-        batcher = PurchaseBatcher(
+        batcher = PurchaseBatcher.from_settings(
             store.purchase_batch,
-            max_size=settings.batching_max_size,
-            linger_seconds=settings.batching_linger_seconds,
-            max_in_flight_per_sale=settings.batching_max_in_flight_per_sale,
+            settings,
             on_batch=metrics.batch_size.observe,
             on_dropped=lambda count: metrics.shed.labels("deadline").inc(count),
         )

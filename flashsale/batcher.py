@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from flashsale.outcomes import Attempt, PurchaseOutcome
+from flashsale.settings import Settings
 
 RunBatch = Callable[[str, Sequence[Attempt]], Awaitable[list[PurchaseOutcome]]]
 
@@ -48,6 +49,23 @@ class PurchaseBatcher:
         self._on_dropped = on_dropped
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_settings(
+        cls,
+        run_batch: RunBatch,
+        settings: Settings,
+        on_batch: Callable[[int], None] = lambda _size: None,
+        on_dropped: Callable[[int], None] = lambda _count: None,
+    ) -> PurchaseBatcher:
+        return cls(
+            run_batch,
+            max_size=settings.batching_max_size,
+            linger_seconds=settings.batching_linger_seconds,
+            max_in_flight_per_sale=settings.batching_max_in_flight_per_sale,
+            on_batch=on_batch,
+            on_dropped=on_dropped,
+        )
 
     async def submit(self, sale_id: str, attempt: Attempt) -> PurchaseOutcome:
         """Resolves with this attempt's own outcome. Cancelling the caller (its deadline)

@@ -58,12 +58,7 @@ async def store(redis: Redis, settings: Settings) -> AsyncIterator[SaleStore]:
     built = SaleStore(redis, Scripts.register(redis), settings.purchases_idempotency_ttl_seconds)
     batcher = None
     if settings.batching_enabled:
-        batcher = PurchaseBatcher(
-            built.purchase_batch,
-            max_size=settings.batching_max_size,
-            linger_seconds=settings.batching_linger_seconds,
-            max_in_flight_per_sale=settings.batching_max_in_flight_per_sale,
-        )
+        batcher = PurchaseBatcher.from_settings(built.purchase_batch, settings)
         built.use_batcher(batcher)
     yield built
     if batcher is not None:
