@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import functools
-import hashlib
-import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from flashsale import keys
 from flashsale.batcher import PurchaseBatcher
 from flashsale.breaker import CircuitBreaker
-from flashsale.errors import BreakerOpen, StoreUnavailable
+from flashsale.errors import StoreUnavailable
+from flashsale.ids import new_order_id, sale_ref
 from flashsale.models import (
     CreateSaleRequest,
     DeadLetter,
@@ -36,6 +30,7 @@ from flashsale.outcomes import (
     Settled,
     SettleOutcome,
 )
+from flashsale.redis_guard import RedisGuard
 from flashsale.scripts import Scripts
 from flashsale.timefmt import to_ms
 
@@ -48,21 +43,6 @@ _COUNTER_FIELDS = (
 )  # fmt: skip
 # Redis answers that mean "not now" rather than "this script is wrong".
 _UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MASTERDOWN", "BUSY", "LOADING", "MISCONF", "TRYAGAIN")
-
-
-@functools.lru_cache(maxsize=65536)
-def sale_ref(sale_id: str) -> str:
-    """A short, stable name for a sale, embedded in its order ids so lookups find the sale."""
-    digest = hashlib.sha256(sale_id.encode()).digest()
-    return base64.b32encode(digest).decode()[:10].lower()
-
-
-def new_order_id(sale_id: str) -> str:
-    return f"{sale_ref(sale_id)}-{secrets.token_hex(10)}"
-
-
-def new_sale_id() -> str:
-    return f"sale-{secrets.token_hex(6)}"
 
 
 class SaleStore:
@@ -81,7 +61,7 @@ class SaleStore:
         self._scripts = scripts
         self._idempotency_ttl_ms = idempotency_ttl_seconds * 1000
         self._max_backlog = max_backlog
-        self._breaker = breaker
+        self._guard = RedisGuard(breaker)
         self._batcher: PurchaseBatcher | None = None
         self._observe_script = observe_script or (lambda _name, _seconds: None)
         self._sale_of_ref: dict[str, str] = {}
@@ -96,7 +76,7 @@ class SaleStore:
 
     async def create_sale(self, request: CreateSaleRequest, sale_id: str) -> SaleRecord | Rejected:
         ref = sale_ref(sale_id)
-        async with self._guarded():
+        async with self._guard():
             if not await self._redis.set(keys.sale_ref(ref), sale_id, nx=True):
                 owner = await self._redis.get(keys.sale_ref(ref))
                 if owner != sale_id:
@@ -121,7 +101,7 @@ class SaleStore:
         return await self._read_sale_or_fail(sale_id)
 
     async def get_sale(self, sale_id: str) -> SaleRecord | None:
-        async with self._guarded():
+        async with self._guard():
             pipe = self._redis.pipeline(transaction=False)
             pipe.hgetall(keys.sale(sale_id))
             pipe.time()
@@ -131,7 +111,7 @@ class SaleStore:
         return _sale_record(sale_id, fields, seconds * 1000 + micros // 1000)
 
     async def list_sales(self) -> list[SaleRecord]:
-        async with self._guarded():
+        async with self._guard():
             sale_ids = sorted(str(m) for m in await self._redis.smembers(keys.SALES_INDEX))
             pipe = self._redis.pipeline(transaction=False)
             for sale_id in sale_ids:
@@ -279,7 +259,7 @@ class SaleStore:
         ref, _, _ = order_id.partition("-")
         sale_id = self._sale_of_ref.get(ref)
         if sale_id is None:
-            async with self._guarded():
+            async with self._guard():
                 owner = await self._redis.get(keys.sale_ref(ref))
             if owner is None:
                 return None
@@ -291,7 +271,7 @@ class SaleStore:
         sale_id = await self.sale_of_order(order_id)
         if sale_id is None:
             return None
-        async with self._guarded():
+        async with self._guard():
             fields = await self._redis.hgetall(keys.order(sale_id, order_id))
         if not fields:
             return None
@@ -307,7 +287,7 @@ class SaleStore:
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         """The newest dead-lettered events of every sale, newest first, at most `limit`."""
-        async with self._guarded():
+        async with self._guard():
             sale_ids = sorted(str(m) for m in await self._redis.smembers(keys.SALES_INDEX))
             pipe = self._redis.pipeline(transaction=False)
             for sale_id in sale_ids:
@@ -338,35 +318,10 @@ class SaleStore:
             raise StoreUnavailable(f"sale {sale_id} vanished from Redis")
         return sale
 
-    @asynccontextmanager
-    async def _guarded(self) -> AsyncIterator[None]:
-        """Every Redis call: refused at once while the breaker is open; failures (errors,
-        and calls cut short by a request's deadline) open it, successes close it."""
-        breaker = self._breaker
-        if breaker is not None and not breaker.allow():
-            raise BreakerOpen(breaker.retry_after())
-        try:
-            yield
-        except asyncio.CancelledError:
-            if breaker is not None:
-                breaker.record_failure()
-            raise
-        except Exception as exc:
-            unavailable = _unavailable(exc)
-            if unavailable is None:
-                if breaker is not None:
-                    breaker.record_success()  # Redis answered; the fault is elsewhere
-                raise
-            if breaker is not None:
-                breaker.record_failure()
-            raise unavailable from exc
-        if breaker is not None:
-            breaker.record_success()
-
     async def _run(self, name: str, script_keys: list[str], *args: Any) -> Any:
         script = getattr(self._scripts, name)
         started = time.perf_counter()
-        async with self._guarded():
+        async with self._guard():
             result = await script(keys=script_keys, args=args)
         self._observe_script(name, time.perf_counter() - started)
         return result
@@ -415,12 +370,3 @@ def _sale_record(sale_id: str, fields: dict[str, str], now: int) -> SaleRecord:
         counters={name: int(fields.get(name, "0")) for name in _COUNTER_FIELDS},
         read_at=now,
     )
-
-
-def _unavailable(exc: BaseException) -> StoreUnavailable | None:
-    """The StoreUnavailable a Redis failure amounts to, or None for a bug (a script error)."""
-    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
-        return StoreUnavailable(f"Redis did not answer: {exc}")
-    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES):
-        return StoreUnavailable(f"Redis refused the write: {exc}")
-    return None

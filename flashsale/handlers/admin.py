@@ -9,6 +9,7 @@ from flashsale.codec import decode_body, respond
 from flashsale.context import STORE
 from flashsale.handlers.params import path_id
 from flashsale.handlers.shopper import rejection_problem
+from flashsale.ids import new_sale_id
 from flashsale.models import (
     CreateSaleRequest,
     DeadLetterList,
@@ -20,7 +21,6 @@ from flashsale.models import (
 )
 from flashsale.outcomes import Rejected
 from flashsale.problems import Problem, ProblemCode
-from flashsale.store import new_sale_id
 from flashsale.timefmt import to_ms
 
 

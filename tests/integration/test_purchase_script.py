@@ -11,9 +11,10 @@ import pytest
 from redis.asyncio import Redis
 
 from flashsale import keys
+from flashsale.ids import new_order_id
 from flashsale.models import CreateSaleRequest, SaleRecord
 from flashsale.outcomes import Rejected, Rejection, Reservation
-from flashsale.store import SaleStore, new_order_id
+from flashsale.store import SaleStore
 from tests.helpers import from_now, sale_body
 
 

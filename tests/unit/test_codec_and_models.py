@@ -11,8 +11,8 @@ from redis.crc import key_slot
 
 from flashsale import keys
 from flashsale.codec import _field_message, fingerprint
+from flashsale.ids import new_order_id, sale_ref
 from flashsale.models import PurchaseRequest, SaleRecord, SaleStatus
-from flashsale.store import new_order_id, sale_ref
 from flashsale.timefmt import format_ms, to_ms
 
 
