@@ -109,7 +109,11 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/sales/{sale_id}": {
             "get": _operation(
-                "A sale as shoppers see it", "200", SaleView, ("400", "404", "503"), params=sale
+                "A sale as shoppers see it",
+                "200",
+                SaleView,
+                ("400", "404", "429", "503"),
+                params=sale,
             ),
         },
         "/v1/sales/{sale_id}/purchases": {
@@ -125,7 +129,11 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/orders/{order_id}": {
             "get": _operation(
-                "An order", "200", OrderView, ("400", "404", "503"), params=("order_id",)
+                "An order",
+                "200",
+                OrderView,
+                ("400", "404", "429", "503"),
+                params=("order_id",),
             ),
         },
         "/v1/orders/{order_id}/confirm": {
