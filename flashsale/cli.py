@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Coroutine, Sequence
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 
 from flashsale import __version__
 from flashsale.errors import FlashsaleError
+from flashsale.logs import configure as configure_logs
 from flashsale.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -83,11 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-            stream=sys.stderr,
-        )
+        configure_logs(settings.log_level, settings.log_format)
         if args.command == "serve":
             from flashsale.serve import serve
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from flashsale.admission import retry_after_header
 from flashsale.context import METRICS
 from flashsale.errors import BreakerOpen, StoreUnavailable
+from flashsale.logs import REQUEST_ID
 from flashsale.problems import Problem, ProblemCode
 
 log = logging.getLogger("flashsale.http")
@@ -69,6 +70,7 @@ async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id", "")
     if not (0 < len(request_id) <= 128 and request_id.isascii() and request_id.isprintable()):
         request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+    REQUEST_ID.set(request_id)  # each request runs in its own task: its own context
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -92,8 +94,7 @@ async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         response = _http_exception_problem(exc).response(request.path)
     except Exception:
-        log.exception("unhandled error on %s %s request_id=%s", request.method, request.path,
-                      request_id)  # fmt: skip
+        log.exception("unhandled error on %s %s", request.method, request.path)
         response = Problem(ProblemCode.INTERNAL_ERROR, "an unexpected error occurred").response(
             request.path
         )

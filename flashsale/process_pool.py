@@ -14,6 +14,7 @@ from multiprocessing.synchronize import Event as ProcessEvent
 
 from flashsale.embedded_redis import die_with_parent
 from flashsale.http_server import until_signalled
+from flashsale.logs import configure as configure_logs
 from flashsale.pause import pause
 from flashsale.settings import Settings
 
@@ -28,10 +29,7 @@ _STOP_GRACE_SECONDS = 20.0
 def _child_main(settings: Settings, ready: ProcessEvent) -> None:
     """Entry point of one service process (a fresh interpreter: spawn)."""
     die_with_parent()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}] %(message)s",
-    )
+    configure_logs(settings.log_level, settings.log_format)
     from flashsale.cli import run_coroutine
     from flashsale.http_server import run_http
     from flashsale.metrics import Metrics

@@ -63,6 +63,7 @@ class Settings:
     purchases_idempotency_ttl_seconds: int = dataclasses.field(metadata=_at_least(1))
     admin_token: str
     log_level: str
+    log_format: str
 
     @property
     def data_dir(self) -> Path:
@@ -165,6 +166,8 @@ def _build(values: Mapping[str, Any]) -> Settings:
         if minimum is not None and value < minimum:
             raise ConfigError(f"{label} must be at least {minimum}, got {value!r}")
         checked[field.name] = value
+    if checked["log_format"] not in ("text", "json"):
+        raise ConfigError("setting log_format (FLASHSALE_LOG_FORMAT) must be text or json")
     if checked["log_level"].upper() not in _LOG_LEVELS:
         raise ConfigError(f"setting log_level must be one of {', '.join(_LOG_LEVELS)}")
     if checked["redis_url"] and not checked["redis_url"].startswith(

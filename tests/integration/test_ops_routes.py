@@ -109,3 +109,11 @@ async def test_unreachable_redis_is_a_warning_not_a_crash() -> None:
         await redis.aclose()
     assert len(warnings) == 1
     assert "not reachable" in warnings[0]
+
+
+async def test_request_ids_are_echoed_or_made(client: Client) -> None:
+    given = await client.get("/healthz", headers={"X-Request-Id": "frontend-123"})
+    assert given.headers["X-Request-Id"] == "frontend-123"
+    made = [(await client.get("/healthz")).headers["X-Request-Id"] for _ in range(2)]
+    assert made[0] != made[1]
+    assert all(made)
