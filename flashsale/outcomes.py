@@ -22,7 +22,7 @@ class Rejection(enum.StrEnum):
     OVERLOADED = "overloaded"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Attempt:
     """One purchase attempt, named (order_id) before it is sent so a retry is recognised."""
 
@@ -33,7 +33,7 @@ class Attempt:
     fingerprint: str = ""  # of the body, compared under the idempotency key
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reservation:
     order_id: str
     sale_id: str
@@ -47,7 +47,7 @@ class Reservation:
     stock_left: int = field(default=-1, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Rejected:
     reason: Rejection
     replayed: bool = False
@@ -57,7 +57,7 @@ class Rejected:
 PurchaseOutcome = Reservation | Rejected
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Settled:
     """A confirm or cancel that took effect now, or earlier (replayed)."""
 

@@ -1,5 +1,6 @@
 """RFC 3339 UTC strings on the wire, integer milliseconds since the epoch in Redis."""
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -11,5 +12,11 @@ def to_ms(moment: datetime) -> int:
 
 
 def format_ms(ms: int) -> str:
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds, millis = divmod(ms, 1000)
+    return f"{_format_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_second(seconds: int) -> str:
+    # Answers of the same second share this prefix: formatting a datetime is the slow part.
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")

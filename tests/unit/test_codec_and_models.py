@@ -84,3 +84,4 @@ def test_order_ids_are_identifiers_that_name_their_sale() -> None:
     assert len(order_id) <= 64
     assert order_id.split("-")[0] == sale_ref("x" * 64)
     assert new_order_id("s") != new_order_id("s")
+    assert len(order_id.split("-")[1]) == 20  # 80 random bits: unguessable
