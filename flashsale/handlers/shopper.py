@@ -58,7 +58,7 @@ async def purchase(request: web.Request) -> web.Response:
     body = await decode_body(request, PurchaseRequest)
     admission = request.app[ADMISSION]
     metrics = request.app[METRICS]
-    wait = admission.users.take(body.user_id)
+    wait = admission.users.take(f"{sale_id}\n{body.user_id}")
     if wait:
         admission.shed("rate_limited_user", sale_id)
         raise rate_limited("too many purchase attempts by this user", wait)
