@@ -173,12 +173,15 @@ class Figures:
     non_2xx: int = 0
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * _UNITS[unit]
+    """wrk's latencies ("850.00us", "2.31ms", "1.02s", "1.10m") in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"wrk printed a latency this script does not understand: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def wrk(name: str, url: str, seconds: float, connections: int, script: Path | None) -> Figures:
@@ -217,7 +220,10 @@ class Overload:
 
 def overload(base: str, capacity: float, seconds: float) -> Overload:
     sale_id = create_sale(base, 1_000_000_000)
-    workers = 1000
+    # hey's workers are closed-loop: each waits for its answer. Enough of them, each paced
+    # to its share of 10x the capacity, make the offered load approach 10x even while the
+    # engine queues up to its in-flight bound.
+    workers = 4000
     per_worker = max(1.0, 10 * capacity / workers)
     body = json.dumps({"user_id": "overload", "quantity": 1})
     args = [
