@@ -11,7 +11,6 @@ import sys
 from datetime import UTC, datetime
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-FORMATS = ("text", "json")
 
 
 class _RequestContext(logging.Filter):
