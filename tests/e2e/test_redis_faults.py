@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 DEADLINE = 1.0
 # What "answered by its deadline" allows for: the event loop, HTTP, a loaded CI machine.
-MARGIN = 0.75
+MARGIN = 1.0
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ async def timed_purchases(
 
 
 def assert_answered_in_time(answers: list[tuple[float, int, dict[str, str], Any]]) -> None:
-    slowest = max(elapsed for elapsed, *_ in answers)
-    assert slowest < DEADLINE + MARGIN, f"an answer took {slowest:.2f}s"
+    late = sorted((round(e, 2), status) for e, status, _h, _b in answers if e >= DEADLINE + MARGIN)
+    assert not late, f"answers later than the deadline allows: {late}"
     for _elapsed, status, headers, body in answers:
         assert status in (201, 503), (status, body)
         if status == 503:
