@@ -12,16 +12,21 @@ from redis import exceptions as redis_errors
 from flashsale.breaker import CircuitBreaker
 from flashsale.errors import BreakerOpen, StoreUnavailable
 
-# Redis answers that mean "not now" rather than "this script is wrong".
-_UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MASTERDOWN", "BUSY", "LOADING", "MISCONF", "TRYAGAIN")
+# Redis error codes that mean "not now" rather than "this script is wrong" (matched as the
+# whole first word: BUSYGROUP, say, is not BUSY).
+_UNAVAILABLE_CODES = frozenset(
+    {"OOM", "READONLY", "MASTERDOWN", "BUSY", "LOADING", "MISCONF", "TRYAGAIN"}
+)
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable | None:
     """The StoreUnavailable a Redis failure amounts to, or None for a bug (a script error)."""
     if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
         return StoreUnavailable(f"Redis did not answer: {exc}")
-    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES):
-        return StoreUnavailable(f"Redis refused the write: {exc}")
+    if isinstance(exc, redis_errors.ResponseError):
+        code = str(exc).split(" ", 1)[0]
+        if code in _UNAVAILABLE_CODES:
+            return StoreUnavailable(f"Redis refused the write: {exc}")
     return None
 
 

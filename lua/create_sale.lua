@@ -15,6 +15,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'sale_exists', now}
 end
+-- The group exists before the first event, so the order store never misses one. A worker
+-- that saw the sale's id in the index a moment before this script ran may have created it
+-- already (BUSYGROUP): that is the same group, and not a reason to fail.
+local created = redis.pcall('XGROUP', 'CREATE', KEYS[2], ARGV[9], '0', 'MKSTREAM')
+if type(created) == 'table' and created.err and not string.find(created.err, '^BUSYGROUP') then
+  return redis.error_reply(created.err)
+end
 redis.call('HSET', KEYS[1],
   'sku', ARGV[1], 'name', ARGV[2], 'ref', ARGV[3],
   'stock_total', ARGV[4], 'stock_left', ARGV[4],
@@ -24,6 +31,4 @@ redis.call('HSET', KEYS[1],
   'attempts', 0, 'rejected', 0, 'shed', 0,
   'u_reserved', 0, 'u_confirmed', 0, 'u_cancelled', 0, 'u_expired', 0,
   'o_reserved', 0, 'o_confirmed', 0, 'o_cancelled', 0, 'o_expired', 0)
--- The group exists before the first event, so the order store never misses one.
-redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[9], '0', 'MKSTREAM')
 return {'ok', now}

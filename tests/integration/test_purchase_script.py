@@ -158,3 +158,20 @@ async def test_purchases_keep_working_across_script_flush(store: SaleStore, redi
 
 def store_script_sha(store: SaleStore) -> str:
     return str(store._scripts.purchase.sha)
+
+
+async def test_creating_a_sale_whose_group_a_worker_made_first(
+    store: SaleStore, redis: Redis
+) -> None:
+    """The sale's id enters the index before its script runs; a worker reading the index in
+    between creates the stream's group. The sale must still be created, and whole."""
+    body = sale_body()
+    await redis.xgroup_create(
+        keys.events(body["sale_id"]), keys.ORDER_STORE_GROUP, id="0", mkstream=True
+    )
+    created = await store.create_sale(
+        msgspec.convert(body, CreateSaleRequest, strict=False), body["sale_id"]
+    )
+    assert isinstance(created, SaleRecord)
+    assert created.stock_left == body["stock"]
+    assert isinstance(await store.purchase(body["sale_id"], "after-race", 1), Reservation)
