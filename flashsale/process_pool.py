@@ -12,7 +12,10 @@ import socket
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 
+from prometheus_client import multiprocess
+
 from flashsale.embedded_redis import die_with_parent
+from flashsale.errors import FlashsaleError
 from flashsale.http_server import until_signalled
 from flashsale.logs import configure as configure_logs
 from flashsale.pause import pause
@@ -83,7 +86,7 @@ class ProcessPool:
             readies = [self._start(i, port) for i in range(self._count)]
             for ready in readies:
                 if not await loop.run_in_executor(None, ready.wait, _READY_TIMEOUT_SECONDS):
-                    raise RuntimeError("a service process did not start in time")
+                    raise FlashsaleError("a service process did not start in time")
             print(
                 f"flashsale serving on http://{self._settings.server_host}:{port} "
                 f"({self._count} processes)",
@@ -99,8 +102,6 @@ class ProcessPool:
             anchor.close()
 
     async def _supervise(self, port: int) -> None:
-        from prometheus_client import multiprocess
-
         while not self._stopping:
             await pause(0.5)
             for index, child in enumerate(self._children):

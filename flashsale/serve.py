@@ -8,6 +8,7 @@ import os
 from flashsale.admin_token import resolve_admin_token
 from flashsale.durability import durability_warnings
 from flashsale.embedded_redis import EmbeddedRedis
+from flashsale.errors import FlashsaleError
 from flashsale.http_server import run_http
 from flashsale.process_pool import ProcessPool
 from flashsale.redis_client import connect
@@ -32,10 +33,14 @@ async def serve(settings: Settings) -> None:
             print(f"flashsale admin token: stored in {token_file} (mode 0600)", flush=True)
         await _report_durability(settings)
         processes = settings.server_workers or os.cpu_count() or 1
-        if processes == 1:
-            await run_http(settings, on_ready=_announce)
-        else:
-            await ProcessPool(settings, processes).run()
+        try:
+            if processes == 1:
+                await run_http(settings, on_ready=_announce)
+            else:
+                await ProcessPool(settings, processes).run()
+        except OSError as exc:
+            address = f"{settings.server_host}:{settings.server_port}"
+            raise FlashsaleError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
     finally:
         if embedded is not None:
             await embedded.stop()

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import signal
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,17 @@ def test_a_second_service_on_the_same_data_dir_is_refused(tmp_path: Path) -> Non
         assert second.returncode == 2
         assert "already runs the Redis" in second.stderr
         assert http.get(first.url + "/readyz")[0] == 200
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path, workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_flashsale(
+            "serve", "--port", port, "--workers", workers, "--data-dir", str(tmp_path / "d")
+        )
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
