@@ -20,10 +20,12 @@ class Recorder:
         self.batches: list[list[str]] = []
         self.delay = delay
         self.fail = fail
+        self.in_flight = asyncio.Event()
 
     async def __call__(self, sale_id: str, attempts: Sequence[Attempt]) -> list[PurchaseOutcome]:
         self.batches.append([a.order_id for a in attempts])
-        await asyncio.sleep(self.delay)
+        self.in_flight.set()
+        await asyncio.sleep(self.delay)  # Redis taking its time
         if self.fail is not None:
             raise self.fail
         return [Rejected(Rejection.SOLD_OUT, stock_left=int(a.order_id)) for a in attempts]
@@ -56,7 +58,7 @@ async def test_attempts_queue_behind_a_batch_in_flight() -> None:
     run = Recorder(delay=0.05)
     batcher = PurchaseBatcher(run, max_size=64, linger_seconds=0, max_in_flight_per_sale=1)
     first = asyncio.create_task(batcher.submit("s", attempt(0)))
-    await asyncio.sleep(0.01)  # the first batch is now in flight
+    await run.in_flight.wait()
     rest = [asyncio.create_task(batcher.submit("s", attempt(i))) for i in range(1, 6)]
     await asyncio.gather(first, *rest)
     assert run.batches == [["0"], ["1", "2", "3", "4", "5"]]
@@ -80,7 +82,7 @@ async def test_an_attempt_cancelled_before_sending_never_reaches_redis() -> None
         run, max_size=64, linger_seconds=0, max_in_flight_per_sale=1, on_dropped=dropped.append
     )
     first = asyncio.create_task(batcher.submit("s", attempt(0)))
-    await asyncio.sleep(0.01)
+    await run.in_flight.wait()
     doomed = asyncio.create_task(batcher.submit("s", attempt(1)))
     kept = asyncio.create_task(batcher.submit("s", attempt(2)))
     await asyncio.sleep(0)
