@@ -65,10 +65,6 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self._port}/0"
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
     async def start(self) -> str:
         executable = shutil.which(self._binary)
         if executable is None:
