@@ -1,4 +1,8 @@
-"""The project's exception tree: failures are exceptions, business outcomes are values."""
+"""The project's exception tree: failures are exceptions, business outcomes are values.
+
+Every error flashsale raises on purpose derives from FlashsaleError and ends in `Error`, so a
+caller can catch the whole tree or one branch of it.
+"""
 
 
 class FlashsaleError(Exception):
@@ -9,11 +13,11 @@ class ConfigError(FlashsaleError):
     """A setting is missing or invalid; the message names it."""
 
 
-class StoreUnavailable(FlashsaleError):
+class StoreUnavailableError(FlashsaleError):
     """Redis did not answer (down, timed out, refused); retrying later is safe."""
 
 
-class BreakerOpen(StoreUnavailable):
+class BreakerOpenError(StoreUnavailableError):
     """Redis failed repeatedly; calls are refused without trying until the breaker probes."""
 
     def __init__(self, retry_after: float) -> None:
@@ -21,5 +25,32 @@ class BreakerOpen(StoreUnavailable):
         self.retry_after = retry_after
 
 
+class RefusedError(FlashsaleError):
+    """Work refused before it reached the stock (shed or rate limited): retrying later is
+    always safe. `reason` is the shed metric's label; `retry_after` is in seconds."""
+
+    def __init__(self, reason: str, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class OverloadedError(RefusedError):
+    """The engine is at capacity or past the request's deadline (503)."""
+
+
+class RateLimitedError(RefusedError):
+    """This client or user sent more than its rate allows (429)."""
+
+
 class EmbeddedRedisError(FlashsaleError):
     """The private redis-server could not be started or kept running."""
+
+
+class SinkUnavailableError(FlashsaleError):
+    """The order store cannot be reached now; the same batch can be retried later."""
+
+
+class PoisonEventError(FlashsaleError):
+    """A stream entry that no retry can apply (malformed or impossible fields)."""

@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flashsale.errors import FlashsaleError
-from flashsale.models import OrderStatus
-
-
-class PoisonEvent(FlashsaleError):
-    """A stream entry that no retry can apply (malformed or impossible fields)."""
+from flashsale.errors import PoisonEventError
+from flashsale.records import OrderStatus
 
 
 @dataclass(frozen=True)
@@ -40,9 +36,9 @@ def parse_event(entry_id: str, fields: Mapping[str, str]) -> OrderEvent:
             at=int(fields["at"]),
         )
     except KeyError as exc:
-        raise PoisonEvent(f"entry {entry_id} lacks field {exc.args[0]!r}") from None
+        raise PoisonEventError(f"entry {entry_id} lacks field {exc.args[0]!r}") from None
     except ValueError as exc:
-        raise PoisonEvent(f"entry {entry_id} has a malformed field: {exc}") from None
+        raise PoisonEventError(f"entry {entry_id} has a malformed field: {exc}") from None
     if event.quantity < 1 or not (event.order_id and event.sale_id and event.user_id):
-        raise PoisonEvent(f"entry {entry_id} names no order, sale, user or quantity")
+        raise PoisonEventError(f"entry {entry_id} names no order, sale, user or quantity")
     return event

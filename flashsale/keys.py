@@ -12,6 +12,12 @@ STOCK_BACK_CHANNEL = f"{PREFIX}:stock-back"
 ORDER_STORE_GROUP = "order-store"
 
 
+def lua_constants() -> str:
+    """The names Lua scripts need that are not keys of one sale (a channel is not a key, so
+    it cannot come through KEYS): the text of `--! include _constants.lua`."""
+    return f"local STOCK_BACK_CHANNEL = '{STOCK_BACK_CHANNEL}'\n"
+
+
 def sale_ref(ref: str) -> str:
     """Maps the short ref embedded in order ids back to its sale id."""
     return f"{PREFIX}:ref:{ref}"

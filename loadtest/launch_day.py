@@ -255,7 +255,7 @@ def main() -> int:
     with ExitStack() as stack:
         data_dir: Path | None = None
         if args.url:
-            url, token = args.url.rstrip("/"), args.admin_token
+            url, token = args.url.rstrip("/"), args.admin.token
         else:
             data_dir = args.out / "data"
             url, token = stack.enter_context(local_engine(data_dir, args.out / "engine.log"))

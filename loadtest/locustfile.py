@@ -178,7 +178,7 @@ class Operator(FastHttpUser):
         options = self.environment.parsed_options
         with self.client.get(
             f"/admin/sales/{options.sale_id}",
-            headers={"Authorization": f"Bearer {options.admin_token}"},
+            headers={"Authorization": f"Bearer {options.admin.token}"},
             name="operator view",
             catch_response=True,
         ) as response:

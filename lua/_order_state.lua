@@ -1,14 +1,10 @@
+--! include _time.lua
+--! include _constants.lua
 -- _order_state.lua: shared by the scripts that change an order (not a script on its own).
 -- A script that starts with the line `--! include _order_state.lua` gets these functions
 -- prepended when it is loaded, so the bookkeeping of a state change is written once.
-
--- Processes that answer sold_out from a local flag listen here, to clear it at once.
-local STOCK_BACK_CHANNEL = 'fs:stock-back'
-
-local function redis_now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+-- STOCK_BACK_CHANNEL (from _constants.lua, written from keys.py): processes that answer
+-- sold_out from a local flag listen there, to clear it at once.
 
 -- Appends one order event; every event carries the whole order so that the order store can
 -- apply it even when it arrives before the events that preceded it.

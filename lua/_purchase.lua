@@ -1,6 +1,6 @@
+--! include _order_state.lua
 -- _purchase.lua: one purchase attempt, shared by purchase.lua (one attempt per call) and
 -- purchase_batch.lua (many attempts on one sale per call); not a script on its own.
--- Needs _order_state.lua included before it.
 --
 -- sale    = {sale_key, held_key, holds_key, events_key, orders_key, sale_id, idem_ttl_ms,
 --            max_backlog}

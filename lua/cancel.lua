@@ -8,7 +8,7 @@
 -- Returns {outcome, status, replayed}:
 --   {"ok", "cancelled", 0|1}            cancelled now, or already (1: an idempotent repeat)
 --   {"order_not_pending", status, 0}    confirmed or expired (expired here if past its hold)
---   {"not_found", ""}                   no such order
+--   {"not_found", "", 0}                no such order
 
 local order = redis.call('HMGET', KEYS[3], 'status', 'user_id', 'quantity', 'created_at',
   'expires_at')

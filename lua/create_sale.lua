@@ -1,3 +1,4 @@
+--! include _time.lua
 -- create_sale.lua: create a sale unless its id is taken.
 --
 -- KEYS[1]  sale hash      fs:{sale}:sale
@@ -10,8 +11,7 @@
 --
 -- Returns {outcome, now_ms}: outcome "ok" or "sale_exists".
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = redis_now_ms()
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'sale_exists', now}
 end

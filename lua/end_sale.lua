@@ -1,3 +1,4 @@
+--! include _time.lua
 -- end_sale.lua: an operator ends a sale now (idempotent: the first end time stays).
 -- Holds still pending stay payable until they expire.
 --
@@ -5,8 +6,7 @@
 --
 -- Returns {outcome, now_ms}: outcome "ok" or "not_found".
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = redis_now_ms()
 local ended_at = redis.call('HGET', KEYS[1], 'ended_at')
 if not ended_at then
   return {'not_found', now}

@@ -1,16 +1,17 @@
+--! include _time.lua
+--! include _constants.lua
 -- patch_sale.lua: an operator's change to a sale; every given field or none is applied.
 --
 -- KEYS[1]  sale hash  fs:{sale}:sale
 --
 -- ARGV[1] add_stock  ARGV[2] starts_at ms  ARGV[3] ends_at ms  ARGV[4] paused ("1"/"0")
 -- ARGV[5] per_user_limit        -- each "" when the operator did not send it
--- ARGV[6] sale_id, announced on the fs:stock-back channel when stock is added
+-- ARGV[6] sale_id, announced on STOCK_BACK_CHANNEL when stock is added
 --
 -- Returns {outcome, now_ms}: outcome "ok", "not_found", "sale_ended" (ended by an
 -- operator: final) or "invalid_window" (ends_at would not be after starts_at).
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = redis_now_ms()
 local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'ended_at')
 if not sale[1] then
   return {'not_found', now}
@@ -27,7 +28,7 @@ end
 if ARGV[1] ~= '' then
   redis.call('HINCRBY', KEYS[1], 'stock_total', ARGV[1])
   redis.call('HINCRBY', KEYS[1], 'stock_left', ARGV[1])
-  redis.call('PUBLISH', 'fs:stock-back', ARGV[6])
+  redis.call('PUBLISH', STOCK_BACK_CHANNEL, ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'starts_at', starts_at, 'ends_at', ends_at)
 if ARGV[4] ~= '' then

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 import redis
 
-from flashsale.embedded_redis import free_port
+from flashsale.runtime.redis_server import free_port
 
 
 def require_binary(name: str) -> str:

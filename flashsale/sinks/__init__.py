@@ -6,15 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from flashsale.errors import FlashsaleError
 from flashsale.events import OrderEvent
-from flashsale.models import OrderRecord
+from flashsale.records import OrderRecord
 
 SQLITE_FILE = "orders.sqlite3"
-
-
-class SinkUnavailable(FlashsaleError):
-    """The order store cannot be reached now; the same batch can be retried later."""
 
 
 class OrderSink(Protocol):
@@ -23,7 +18,8 @@ class OrderSink(Protocol):
     description: str
 
     async def apply(self, events: Sequence[OrderEvent]) -> None:
-        """All events in one transaction; raises SinkUnavailable when the store is out of reach."""
+        """All events in one transaction; raises SinkUnavailableError when the store is out
+        of reach."""
 
     async def orders_of_sale(self, sale_id: str) -> list[OrderRecord]: ...
 

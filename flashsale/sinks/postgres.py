@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from flashsale.errors import SinkUnavailableError
 from flashsale.events import OrderEvent
-from flashsale.models import OrderRecord, OrderStatus
-from flashsale.sinks import SinkUnavailable, schema
+from flashsale.records import OrderRecord, OrderStatus
+from flashsale.sinks import schema
 
 # Failures that say "the server is not there (now)", as opposed to "this data is wrong".
 _UNAVAILABLE = (
@@ -48,7 +49,7 @@ class PostgresSink:
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
                     await _migrate(conn)
             except _UNAVAILABLE as exc:
-                raise SinkUnavailable(f"cannot reach {self.description}: {exc}") from exc
+                raise SinkUnavailableError(f"cannot reach {self.description}: {exc}") from exc
             self._pool = pool
         return self._pool
 
@@ -65,14 +66,14 @@ class PostgresSink:
             async with pool.acquire(timeout=_CONNECT_TIMEOUT_SECONDS) as conn, conn.transaction():
                 await conn.executemany(self._upsert, rows)
         except _UNAVAILABLE as exc:
-            raise SinkUnavailable(f"{self.description} is unavailable: {exc}") from exc
+            raise SinkUnavailableError(f"{self.description} is unavailable: {exc}") from exc
 
     async def orders_of_sale(self, sale_id: str) -> list[OrderRecord]:
         pool = await self._ready_pool()
         try:
             records = await pool.fetch(self._select, sale_id)
         except _UNAVAILABLE as exc:
-            raise SinkUnavailable(f"{self.description} is unavailable: {exc}") from exc
+            raise SinkUnavailableError(f"{self.description} is unavailable: {exc}") from exc
         return [
             OrderRecord(
                 order_id=r["order_id"], sale_id=r["sale_id"], user_id=r["user_id"],

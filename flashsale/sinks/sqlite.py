@@ -9,9 +9,10 @@ from pathlib import Path
 
 import aiosqlite
 
+from flashsale.errors import SinkUnavailableError
 from flashsale.events import OrderEvent
-from flashsale.models import OrderRecord, OrderStatus
-from flashsale.sinks import SinkUnavailable, schema
+from flashsale.records import OrderRecord, OrderStatus
+from flashsale.sinks import schema
 
 
 class SqliteSink:
@@ -33,7 +34,7 @@ class SqliteSink:
                 await db.execute("PRAGMA busy_timeout=5000")
                 await _migrate(db)
             except (OSError, sqlite3.OperationalError) as exc:
-                raise SinkUnavailable(f"cannot open {self.path}: {exc}") from exc
+                raise SinkUnavailableError(f"cannot open {self.path}: {exc}") from exc
             self._db = db
         return self._db
 
@@ -47,7 +48,7 @@ class SqliteSink:
                 await db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 await _rollback(db)
-                raise SinkUnavailable(f"SQLite refused the write: {exc}") from exc
+                raise SinkUnavailableError(f"SQLite refused the write: {exc}") from exc
             except BaseException:
                 await _rollback(db)
                 raise

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from flashsale.admin_token import TOKEN_FILE
-from flashsale.embedded_redis import RUNTIME_FILE, free_port
+from flashsale.runtime.admin_token import TOKEN_FILE
+from flashsale.runtime.embedded_redis import RUNTIME_FILE
+from flashsale.runtime.redis_server import free_port
 from tests import sync_http as http
 from tests.helpers import sale_body
 from tests.servers import Service, flashsale_service, pid_alive, run_flashsale, wait_for

@@ -20,7 +20,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from flashsale.admin_token import TOKEN_FILE
+from flashsale.runtime.admin_token import TOKEN_FILE
 from flashsale.sinks import SQLITE_FILE
 from tests.helpers import sale_body
 from tests.servers import PostgresServer, flashsale_service, run_flashsale

@@ -39,7 +39,7 @@ def test_wheel_carries_scripts_and_config_and_runs_from_them(tmp_path: Path) -> 
     probe = (
         "import flashsale.resources as r, flashsale.settings as s;"
         "print(r.lua_dir()); print(r.default_config_file());"
-        "print(s.load_settings(env={}).server_port)"
+        "print(s.load_settings(env={}).server.port)"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],

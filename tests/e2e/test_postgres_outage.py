@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from flashsale.admin_token import TOKEN_FILE
+from flashsale.runtime.admin_token import TOKEN_FILE
 from tests.e2e.test_lifecycle import poll, run_audit, stored_orders
 from tests.helpers import sale_body
 from tests.servers import PostgresServer, flashsale_service, postgres_server

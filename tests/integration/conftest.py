@@ -10,13 +10,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from flashsale.app import create_app
-from flashsale.batcher import PurchaseBatcher
-from flashsale.redis_client import connect
-from flashsale.scripts import Scripts
+from flashsale.api.app import create_app
 from flashsale.settings import Settings, load_settings
 from flashsale.sinks import OrderSink, open_sink
-from flashsale.store import SaleStore
+from flashsale.store.batcher import PurchaseBatcher
+from flashsale.store.client import connect
+from flashsale.store.sales import SaleStore
+from flashsale.store.scripts import Scripts
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
 from tests.servers import PostgresServer
 
@@ -55,9 +55,9 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
 
 @pytest.fixture(scope="session")
 async def store(redis: Redis, settings: Settings) -> AsyncIterator[SaleStore]:
-    built = SaleStore(redis, Scripts.register(redis), settings.purchases_idempotency_ttl_seconds)
+    built = SaleStore(redis, Scripts.register(redis), settings.purchases.idempotency_ttl_seconds)
     batcher = None
-    if settings.batching_enabled:
+    if settings.batching.enabled:
         batcher = PurchaseBatcher.from_settings(built.purchase_batch, settings)
         built.use_batcher(batcher)
     yield built

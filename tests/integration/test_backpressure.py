@@ -12,12 +12,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from flashsale.app import create_app
+from flashsale.api.app import create_app
 from flashsale.metrics import Metrics
-from flashsale.scripts import Scripts
 from flashsale.settings import Settings
 from flashsale.sinks import open_sink
-from flashsale.worker import Worker
+from flashsale.store.scripts import Scripts
+from flashsale.worker.worker import Worker
 from tests.helpers import ADMIN, sale_body
 
 Client = TestClient[Any, Any]
@@ -77,7 +77,7 @@ async def test_no_hot_loop_while_the_store_is_down(
     for i in range(3):
         assert (await buy(client, body["sale_id"], f"d{i}")).status == 201
     metrics = Metrics()
-    sink = open_sink(store_down_settings.orders_dsn, Path("unused"))
+    sink = open_sink(store_down_settings.orders.dsn, Path("unused"))
     worker = Worker(redis, Scripts.register(redis), sink, store_down_settings, metrics)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from flashsale.app import create_app
+from flashsale.api.app import create_app
 from flashsale.settings import Settings
 from tests.helpers import ADMIN, sale_body
 

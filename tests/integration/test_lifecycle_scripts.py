@@ -9,10 +9,10 @@ from redis.asyncio import Redis
 
 from flashsale import keys
 from flashsale.metrics import Metrics
-from flashsale.outcomes import Rejected, Rejection, Reservation, Settled
-from flashsale.scripts import Scripts
-from flashsale.store import SaleStore
-from flashsale.sweeper import HoldSweeper
+from flashsale.store.outcomes import Rejected, Rejection, Reservation, Settled
+from flashsale.store.sales import SaleStore
+from flashsale.store.scripts import Scripts
+from flashsale.worker.sweeper import HoldSweeper
 from tests.integration.test_purchase_script import new_sale, units_held_in_orders
 
 

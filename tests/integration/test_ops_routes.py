@@ -10,11 +10,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from flashsale.app import create_app
-from flashsale.durability import durability_warnings
-from flashsale.embedded_redis import free_port
-from flashsale.redis_client import connect
+from flashsale.api.app import create_app
+from flashsale.runtime.durability import durability_warnings
+from flashsale.runtime.redis_server import free_port
 from flashsale.settings import Settings, load_settings
+from flashsale.store.client import connect
 from tests.helpers import ADMIN_TOKEN
 from tests.integration.conftest import CreateSale
 from tests.servers import redis_server

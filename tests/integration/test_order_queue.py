@@ -12,15 +12,15 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from flashsale import keys
-from flashsale.audit import audit_sale
 from flashsale.events import OrderEvent
 from flashsale.metrics import Metrics
-from flashsale.models import OrderStatus
-from flashsale.scripts import Scripts
+from flashsale.records import OrderStatus
 from flashsale.settings import Settings
 from flashsale.sinks import OrderSink
-from flashsale.store import SaleStore
-from flashsale.worker import Worker
+from flashsale.store.sales import SaleStore
+from flashsale.store.scripts import Scripts
+from flashsale.worker.audit import audit_sale
+from flashsale.worker.worker import Worker
 from tests.helpers import ADMIN
 from tests.integration.test_lifecycle_scripts import reserve
 from tests.integration.test_purchase_script import new_sale

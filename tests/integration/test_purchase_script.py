@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from typing import Any
 
@@ -11,17 +12,19 @@ import pytest
 from redis.asyncio import Redis
 
 from flashsale import keys
+from flashsale.api.schemas import CreateSaleRequest
 from flashsale.ids import new_order_id
-from flashsale.models import CreateSaleRequest, SaleRecord
-from flashsale.outcomes import Rejected, Rejection, Reservation
-from flashsale.store import SaleStore
+from flashsale.records import SaleChange, SaleRecord
+from flashsale.store.lua import script_source
+from flashsale.store.outcomes import Rejected, Rejection, Reservation
+from flashsale.store.sales import SaleStore
 from tests.helpers import from_now, sale_body
 
 
 async def new_sale(store: SaleStore, **overrides: Any) -> SaleRecord:
     body = sale_body(**overrides)
     request = msgspec.convert(body, CreateSaleRequest, strict=False)
-    created = await store.create_sale(request, body["sale_id"])
+    created = await store.create_sale(body["sale_id"], request.new_sale())
     assert isinstance(created, SaleRecord)
     return created
 
@@ -72,10 +75,7 @@ async def test_unknown_sale_is_not_found(store: SaleStore) -> None:
 
 async def test_paused_and_operator_ended_sales_refuse(store: SaleStore) -> None:
     sale = await new_sale(store)
-    await store.patch_sale(
-        sale.sale_id, add_stock=None, starts_at=None, ends_at=None, paused=True,
-        per_user_limit=None,
-    )  # fmt: skip
+    await store.patch_sale(sale.sale_id, SaleChange(paused=True))
     assert await store.purchase(sale.sale_id, "bob", 1) == Rejected(Rejection.SALE_PAUSED)
     await store.end_sale(sale.sale_id)
     assert await store.purchase(sale.sale_id, "bob", 1) == Rejected(Rejection.SALE_ENDED)
@@ -146,7 +146,7 @@ async def test_purchases_keep_working_across_script_flush(store: SaleStore, redi
 
     first = await asyncio.gather(*(buy(i) for i in range(50)))
     await redis.script_flush()
-    assert await redis.script_exists(store_script_sha(store)) == [False]
+    assert await redis.script_exists(purchase_script_sha()) == [False]
     during = asyncio.gather(*(buy(i) for i in range(50, 150)))
     await redis.script_flush()
     rest = await during
@@ -156,8 +156,9 @@ async def test_purchases_keep_working_across_script_flush(store: SaleStore, redi
     assert after.stock_left == 50
 
 
-def store_script_sha(store: SaleStore) -> str:
-    return str(store._scripts.purchase.sha)
+def purchase_script_sha() -> str:
+    """The SHA1 under which Redis caches the purchase script (what EVALSHA names)."""
+    return hashlib.sha1(script_source("purchase").encode(), usedforsecurity=False).hexdigest()
 
 
 async def test_creating_a_sale_whose_group_a_worker_made_first(
@@ -170,7 +171,7 @@ async def test_creating_a_sale_whose_group_a_worker_made_first(
         keys.events(body["sale_id"]), keys.ORDER_STORE_GROUP, id="0", mkstream=True
     )
     created = await store.create_sale(
-        msgspec.convert(body, CreateSaleRequest, strict=False), body["sale_id"]
+        body["sale_id"], msgspec.convert(body, CreateSaleRequest, strict=False).new_sale()
     )
     assert isinstance(created, SaleRecord)
     assert created.stock_left == body["stock"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from flashsale.admin_token import TOKEN_FILE, resolve_admin_token
+from flashsale.runtime.admin_token import TOKEN_FILE, resolve_admin_token
 
 
 def test_configured_token_is_used_and_nothing_is_written(tmp_path: Path) -> None:

@@ -6,13 +6,13 @@ import ipaddress
 
 import pytest
 
-from flashsale.admission import (
+from flashsale.admission.limits import (
     InFlightLimit,
     Priority,
     RateLimiter,
     client_ip,
-    retry_after_header,
 )
+from flashsale.api.problems import retry_after_header
 
 
 class Clock:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from flashsale.batcher import PurchaseBatcher
-from flashsale.outcomes import Attempt, PurchaseOutcome, Rejected, Rejection
-from flashsale.soldout import SoldOutFlags
+from flashsale.admission.soldout import SoldOutFlags
+from flashsale.store.batcher import PurchaseBatcher
+from flashsale.store.outcomes import Attempt, PurchaseOutcome, Rejected, Rejection
 from tests.unit.test_admission import Clock
 
 

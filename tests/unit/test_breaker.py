@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flashsale.breaker import BreakerState, CircuitBreaker
+from flashsale.store.breaker import BreakerState, CircuitBreaker
 from tests.unit.test_admission import Clock
 
 

@@ -10,9 +10,10 @@ import pytest
 from redis.crc import key_slot
 
 from flashsale import keys
-from flashsale.codec import _field_message, fingerprint
+from flashsale.api.codec import _field_message, fingerprint
+from flashsale.api.schemas import PurchaseRequest
 from flashsale.ids import new_order_id, sale_ref
-from flashsale.models import PurchaseRequest, SaleRecord, SaleStatus
+from flashsale.records import SaleRecord, SaleStatus
 from flashsale.timefmt import format_ms, to_ms
 
 

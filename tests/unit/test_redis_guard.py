@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as redis_errors
 
-from flashsale.redis_guard import unavailable
+from flashsale.store.guard import unavailable
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,100 @@
+"""Builds the aiohttp application: the route table, the middlewares, and the resources the
+handlers share (opened when the app starts, closed when it stops)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from flashsale.admission.gate import Admission
+from flashsale.admission.soldout import listen_for_stock_back
+from flashsale.api.context import (
+    ADMISSION,
+    METRICS,
+    OPENAPI,
+    PURCHASES,
+    REDIS,
+    SCRIPTS,
+    SETTINGS,
+    STORE,
+)
+from flashsale.api.middleware import front, gate
+from flashsale.api.openapi import openapi_document
+from flashsale.api.routes import ROUTES, add_routes
+from flashsale.errors import ConfigError
+from flashsale.metrics import Metrics
+from flashsale.pause import pause
+from flashsale.purchases import Purchases
+from flashsale.settings import Settings
+from flashsale.store.batcher import PurchaseBatcher
+from flashsale.store.breaker import CircuitBreaker
+from flashsale.store.client import connect
+from flashsale.store.sales import SaleStore
+from flashsale.store.scripts import Scripts
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
+    if not settings.admin.token:
+        raise ConfigError("no admin token: set FLASHSALE_ADMIN_TOKEN (there is no default)")
+    if not settings.redis.url:
+        raise ConfigError("no Redis URL: set FLASHSALE_REDIS_URL or run the embedded Redis")
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[front, gate(settings.admin.token)],
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = metrics or Metrics()
+    app[ADMISSION] = Admission(settings, app[METRICS])
+    app[OPENAPI] = openapi_document(ROUTES)
+    app.cleanup_ctx.append(_redis_store)
+    add_routes(app.router)
+    return app
+
+
+async def _redis_store(app: web.Application) -> AsyncIterator[None]:
+    settings, metrics, admission = app[SETTINGS], app[METRICS], app[ADMISSION]
+    redis = app[REDIS] = connect(settings)
+    scripts = app[SCRIPTS] = Scripts.register(redis, observe=metrics.observe_script)
+    breaker = CircuitBreaker(
+        settings.breaker.failure_threshold,
+        settings.breaker.open_seconds,
+        on_change=lambda state: metrics.breaker_state.set(state.value),
+    )
+    store = app[STORE] = SaleStore(
+        redis,
+        scripts,
+        idempotency_ttl_seconds=settings.purchases.idempotency_ttl_seconds,
+        max_backlog=settings.orders.max_backlog,
+        breaker=breaker,
+    )
+    batcher = None
+    if settings.batching.enabled:
+        batcher = PurchaseBatcher.from_settings(
+            store.purchase_batch,
+            settings,
+            on_batch=metrics.batch_size.observe,
+            on_dropped=lambda count: metrics.shed.labels("deadline").inc(count),
+        )
+        store.use_batcher(batcher)
+    app[PURCHASES] = Purchases(store, admission, metrics)
+    stop = asyncio.Event()
+    helpers = [
+        asyncio.create_task(listen_for_stock_back(redis, admission.sold_out, stop)),
+        asyncio.create_task(admission.counts.run(scripts, stop)),
+        asyncio.create_task(_sample_in_flight(admission, stop)),
+    ]
+    yield
+    stop.set()
+    await asyncio.gather(*helpers, return_exceptions=True)
+    if batcher is not None:
+        await batcher.close()
+    await redis.aclose()
+
+
+async def _sample_in_flight(admission: Admission, stop: asyncio.Event) -> None:
+    """The in-flight gauge, sampled a few times a second rather than moved per request."""
+    while not stop.is_set():
+        admission.metrics.in_flight.set(admission.in_flight.current)
+        await pause(0.25, stop)

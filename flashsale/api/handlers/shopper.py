@@ -1,0 +1,100 @@
+"""Shopper-facing routes: parse the request, ask the purchase service, render its answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from flashsale.api.codec import decode_body, fingerprint, respond
+from flashsale.api.context import DEADLINE, PURCHASES
+from flashsale.api.params import idempotency_key, path_id
+from flashsale.api.problems import Problem, ProblemCode, rejection_problem
+from flashsale.api.schemas import PurchaseRequest, ReservationView, order_view, sale_view
+from flashsale.records import OrderRecord, OrderStatus
+from flashsale.store.outcomes import Rejected, Rejection
+from flashsale.timefmt import format_ms
+
+
+def within_deadline(request: web.Request) -> asyncio.Timeout:
+    """The request's deadline as a timeout scope: work inside it is cancelled when the
+    deadline passes (queued purchases are then dropped unsent) and the request answered
+    503 overloaded. No timer before: most answers need no Redis at all."""
+    return asyncio.timeout_at(request[DEADLINE])
+
+
+async def get_sale(request: web.Request) -> web.Response:
+    sale_id = path_id(request, "sale_id")
+    async with within_deadline(request):
+        sale = await request.app[PURCHASES].sale(sale_id)
+    if sale is None:
+        raise Problem(ProblemCode.NOT_FOUND, f"no sale with id {sale_id!r}")
+    return respond(request, sale_view(sale))
+
+
+async def purchase(request: web.Request) -> web.Response:
+    sale_id = path_id(request, "sale_id")
+    key = idempotency_key(request)
+    body = await decode_body(request, PurchaseRequest)
+    async with within_deadline(request):
+        outcome = await request.app[PURCHASES].purchase(
+            sale_id,
+            body.user_id,
+            body.quantity,
+            idempotency_key=key,
+            # Only a keyed request is ever compared with an earlier one.
+            fingerprint=fingerprint(body) if key else "",
+        )
+    if isinstance(outcome, Rejected):
+        raise rejection_problem(outcome)
+    headers = {"Location": f"/v1/orders/{outcome.order_id}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    view = ReservationView(
+        order_id=outcome.order_id,
+        sale_id=sale_id,
+        user_id=outcome.user_id,
+        quantity=outcome.quantity,
+        status=OrderStatus.RESERVED,
+        expires_at=format_ms(outcome.expires_at),
+    )
+    return respond(request, view, status=201, headers=headers)
+
+
+async def get_order(request: web.Request) -> web.Response:
+    order_id = path_id(request, "order_id")
+    async with within_deadline(request):
+        order = await request.app[PURCHASES].order(order_id)
+    return respond(request, order_view(_found(order, order_id)))
+
+
+async def confirm_order(request: web.Request) -> web.Response:
+    order_id = path_id(request, "order_id")
+    async with within_deadline(request):
+        outcome = await request.app[PURCHASES].confirm(order_id)
+    return respond(request, order_view(_settled(outcome, order_id)))
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    order_id = path_id(request, "order_id")
+    async with within_deadline(request):
+        outcome = await request.app[PURCHASES].cancel(order_id)
+    return respond(request, order_view(_settled(outcome, order_id)))
+
+
+def _settled(outcome: OrderRecord | Rejected, order_id: str) -> OrderRecord:
+    if isinstance(outcome, Rejected):
+        if outcome.reason is Rejection.NOT_FOUND:
+            raise _no_order(order_id)
+        raise rejection_problem(outcome)
+    return outcome
+
+
+def _found(order: OrderRecord | None, order_id: str) -> OrderRecord:
+    if order is None:
+        raise _no_order(order_id)
+    return order
+
+
+def _no_order(order_id: str) -> Problem:
+    return Problem(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")

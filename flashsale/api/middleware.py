@@ -1,0 +1,144 @@
+"""Cross-cutting request handling, in two layers: `front` (request ids, every failure as a
+problem document, HTTP metrics) and, inside it, `gate` (admission for shopper routes, the
+bearer token for operator routes), each chosen from the route table."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import os
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from flashsale.api.context import ADMISSION, DEADLINE, METRICS
+from flashsale.api.problems import Problem, ProblemCode, retry_after_header
+from flashsale.api.routes import Audience, Handler, Route, route_of
+from flashsale.errors import (
+    BreakerOpenError,
+    RateLimitedError,
+    RefusedError,
+    StoreUnavailableError,
+)
+from flashsale.logs import REQUEST_ID
+
+log = logging.getLogger("flashsale.http")
+
+# Request ids: unique per process (random prefix) and cheap (a counter), not uuid4 per request.
+_ID_PREFIX = os.urandom(4).hex() + "-"
+_ID_COUNTER = itertools.count(1)
+RETRY_AFTER_UNAVAILABLE = "1"
+
+
+@web.middleware
+async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The outermost layer: a request id (the caller's X-Request-Id if sane), every failure
+    turned into a problem document (nothing else answers non-2xx), and the HTTP metrics."""
+    request_id = request.headers.get("X-Request-Id", "")
+    if not (0 < len(request_id) <= 128 and request_id.isascii() and request_id.isprintable()):
+        request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+    REQUEST_ID.set(request_id)  # each request runs in its own task: its own context
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except Exception as exc:
+        response = _problem_for(request, exc).response(request.path)
+    response.headers["X-Request-Id"] = request_id
+    resource = request.match_info.route.resource
+    template = resource.canonical if resource is not None else "unmatched"
+    request.app[METRICS].observe_http(
+        template, request.method, response.status, time.perf_counter() - started
+    )
+    return response
+
+
+def _problem_for(request: web.Request, exc: Exception) -> Problem:
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, RefusedError):
+        limited = isinstance(exc, RateLimitedError)
+        code = ProblemCode.RATE_LIMITED if limited else ProblemCode.OVERLOADED
+        return Problem(code, exc.detail, {"Retry-After": retry_after_header(exc.retry_after)})
+    if isinstance(exc, BreakerOpenError):
+        request.app[METRICS].shed.labels("breaker_open").inc()
+        return Problem(
+            ProblemCode.OVERLOADED,
+            "the engine's store is failing; retry later",
+            {"Retry-After": retry_after_header(exc.retry_after)},
+        )
+    if isinstance(exc, StoreUnavailableError):
+        log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+        request.app[METRICS].shed.labels("store_unavailable").inc()
+        return Problem(
+            ProblemCode.OVERLOADED,
+            "the engine's store is unavailable; retry later",
+            {"Retry-After": RETRY_AFTER_UNAVAILABLE},
+        )
+    if isinstance(exc, web.HTTPException):
+        return _http_exception_problem(exc)
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return Problem(ProblemCode.INTERNAL_ERROR, "an unexpected error occurred")
+
+
+def _http_exception_problem(exc: web.HTTPException) -> Problem:
+    if exc.status == 413:
+        return Problem(ProblemCode.PAYLOAD_TOO_LARGE, "the request body exceeds the size limit")
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        return Problem(
+            ProblemCode.INVALID_REQUEST,
+            f"method not allowed here; allowed: {allowed}",
+            {"Allow": allowed},
+            status=405,
+        )
+    if exc.status == 404:
+        return Problem(ProblemCode.NOT_FOUND, "no such route")
+    return Problem(ProblemCode.INVALID_REQUEST, exc.reason, status=exc.status)
+
+
+def gate(admin_token: str) -> Middleware:
+    """The one middleware inside `front`: shopper routes pass admission, operator routes
+    the token check, operations routes go straight through."""
+    expected = f"Bearer {admin_token}".encode()
+
+    @web.middleware
+    async def gate_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = route_of(request)
+        if route is None or route.audience is Audience.OPERATIONS:
+            return await handler(request)
+        if route.audience is Audience.SHOPPER:
+            return await _admit(request, handler, route)
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise Problem(
+                ProblemCode.UNAUTHORIZED,
+                "operator routes need 'Authorization: Bearer <admin token>'",
+                {"WWW-Authenticate": 'Bearer realm="flashsale-admin"'},
+            )
+        return await handler(request)
+
+    return gate_request
+
+
+async def _admit(request: web.Request, handler: Handler, route: Route) -> web.StreamResponse:
+    admission = request.app[ADMISSION]
+    purchase_of = request.match_info.get("sale_id") if route.takes_stock else None
+    client = admission.client(request.remote, request.headers.get("X-Forwarded-For"))
+    admission.enter(client, finishing=route.finishes_purchase, purchase_of=purchase_of)
+    loop = asyncio.get_running_loop()
+    # The clock starts here; handlers arm it around the work that may wait (within_deadline).
+    request[DEADLINE] = deadline = loop.time() + admission.deadline_seconds
+    try:
+        return await handler(request)
+    except TimeoutError:
+        if loop.time() < deadline:
+            raise
+        admission.shed("deadline", purchase_of)
+        raise admission.overloaded(
+            "deadline", "no answer within the request deadline; retry shortly"
+        ) from None
+    finally:
+        admission.leave()

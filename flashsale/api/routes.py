@@ -1,0 +1,130 @@
+"""The one route table: it feeds the router, the middlewares (who may call a route, and how
+it is admitted) and /openapi.json, so that what is served and what is documented agree."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from flashsale.api.handlers import admin, ops, shopper
+from flashsale.api.schemas import (
+    AdminSaleView,
+    CreateSaleRequest,
+    DeadLetterList,
+    OrderView,
+    PatchSaleRequest,
+    PurchaseRequest,
+    ReservationView,
+    SaleList,
+    SaleView,
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Audience(enum.StrEnum):
+    """Who calls a route; also its OpenAPI tag."""
+
+    SHOPPER = "shopper"  # passes admission (rate limits, in-flight bound, deadline)
+    OPERATOR = "operator"  # needs the admin bearer token
+    OPERATIONS = "operations"  # probes and scrapers: neither
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    audience: Audience
+    summary: str
+    ok_status: int
+    ok_type: type | None
+    errors: tuple[int, ...] = ()
+    body: type | None = None
+    headers: tuple[dict[str, Any], ...] = ()
+    query: tuple[dict[str, Any], ...] = ()
+    # Confirm and cancel finish a purchase: they skip the address limit and are shed last.
+    finishes_purchase: bool = False
+    # A purchase: its refusals count toward its sale.
+    takes_stock: bool = False
+
+    @property
+    def path_params(self) -> list[str]:
+        return re.findall(r"\{(\w+)\}", self.path)
+
+
+IDEMPOTENCY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Replays of the same key by the same user with the same body, within 24 h, "
+    "answer the first answer again and never take stock twice.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$"},
+}
+DEAD_LETTER_LIMIT: dict[str, Any] = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+}
+
+SHOPPER, OPERATOR, OPERATIONS = Audience.SHOPPER, Audience.OPERATOR, Audience.OPERATIONS
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/sales/{sale_id}", shopper.get_sale, "getSale", SHOPPER,
+          "A sale as shoppers see it", 200, SaleView, (400, 404, 429, 503)),
+    Route("POST", "/v1/sales/{sale_id}/purchases", shopper.purchase, "purchase", SHOPPER,
+          "Reserve units for a user until expires_at", 201, ReservationView,
+          (400, 404, 409, 413, 422, 429, 503), body=PurchaseRequest,
+          headers=(IDEMPOTENCY_HEADER,), takes_stock=True),
+    Route("GET", "/v1/orders/{order_id}", shopper.get_order, "getOrder", SHOPPER,
+          "An order", 200, OrderView, (400, 404, 429, 503)),
+    Route("POST", "/v1/orders/{order_id}/confirm", shopper.confirm_order, "confirmOrder",
+          SHOPPER, "Payment went through: the units are sold for good (idempotent)", 200,
+          OrderView, (400, 404, 409, 503), finishes_purchase=True),
+    Route("POST", "/v1/orders/{order_id}/cancel", shopper.cancel_order, "cancelOrder", SHOPPER,
+          "The shopper gives the order up: its units go back on sale at once (idempotent)",
+          200, OrderView, (400, 404, 409, 503), finishes_purchase=True),
+    Route("GET", "/admin/sales", admin.list_sales, "listSales", OPERATOR,
+          "Every sale, with counts", 200, SaleList, (503,)),
+    Route("POST", "/admin/sales", admin.create_sale, "createSale", OPERATOR,
+          "Schedule a sale", 201, SaleView, (400, 409, 413, 503), body=CreateSaleRequest),
+    Route("GET", "/admin/sales/{sale_id}", admin.get_sale, "getAdminSale", OPERATOR,
+          "A sale with counts", 200, AdminSaleView, (400, 404, 503)),
+    Route("PATCH", "/admin/sales/{sale_id}", admin.patch_sale, "patchSale", OPERATOR,
+          "Change a sale: add stock, move the window, pause, change the per-user limit", 200,
+          AdminSaleView, (400, 404, 409, 413, 503), body=PatchSaleRequest),
+    Route("POST", "/admin/sales/{sale_id}/end", admin.end_sale, "endSale", OPERATOR,
+          "End the sale now", 200, AdminSaleView, (400, 404, 503)),
+    Route("GET", "/admin/dead-letters", admin.dead_letters, "listDeadLetters", OPERATOR,
+          "Order events the order store could not take, newest first", 200, DeadLetterList,
+          (400, 503), query=(DEAD_LETTER_LIMIT,)),
+    Route("GET", "/healthz", ops.healthz, "healthz", OPERATIONS,
+          "The process is running", 200, None),
+    Route("GET", "/readyz", ops.readyz, "readyz", OPERATIONS,
+          "Redis answers a script round trip", 200, None, (503,)),
+    Route("GET", "/metrics", ops.metrics, "metrics", OPERATIONS,
+          "Prometheus text exposition", 200, None),
+    Route("GET", "/openapi.json", ops.openapi, "openapi", OPERATIONS,
+          "This document", 200, None),
+)  # fmt: skip
+
+_BY_HANDLER: dict[Handler, Route] = {route.handler: route for route in ROUTES}
+assert len(_BY_HANDLER) == len(ROUTES), "each handler serves one route"
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    for route in ROUTES:
+        router.add_route(route.method, route.path, route.handler)
+
+
+def route_of(request: web.Request) -> Route | None:
+    """The table's entry for the route a request matched; None when it matched none (404,
+    405), in which case it is answered without doing any work."""
+    return _BY_HANDLER.get(request.match_info.handler)

@@ -1,0 +1,208 @@
+"""Request bodies (validated on decode) and the views the API answers with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from flashsale.records import (
+    DeadLetter,
+    NewSale,
+    OrderRecord,
+    OrderStatus,
+    SaleChange,
+    SaleRecord,
+    SaleStatus,
+)
+from flashsale.timefmt import format_ms, to_ms
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+Identifier = Annotated[
+    str, Meta(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN, examples=["sale-42"])
+]
+Timestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339 time with an offset")]
+Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
+StockAmount = Annotated[int, Meta(ge=1, le=1_000_000_000)]
+PerUserLimit = Annotated[int, Meta(ge=1, le=1_000_000)]
+HoldSeconds = Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
+
+DEFAULT_PER_USER_LIMIT = 1
+DEFAULT_HOLD_SECONDS = 600
+
+
+class PurchaseRequest(Struct, forbid_unknown_fields=True):
+    user_id: Identifier
+    quantity: Quantity
+
+
+class CreateSaleRequest(Struct, forbid_unknown_fields=True):
+    sku: Annotated[str, Meta(min_length=1, max_length=128)]
+    name: Annotated[str, Meta(min_length=1, max_length=256)]
+    stock: StockAmount
+    starts_at: Timestamp
+    ends_at: Timestamp
+    sale_id: Identifier | UnsetType = UNSET
+    per_user_limit: PerUserLimit = DEFAULT_PER_USER_LIMIT
+    hold_seconds: HoldSeconds = DEFAULT_HOLD_SECONDS
+
+    def new_sale(self) -> NewSale:
+        return NewSale(
+            sku=self.sku,
+            name=self.name,
+            stock=self.stock,
+            starts_at=to_ms(self.starts_at),
+            ends_at=to_ms(self.ends_at),
+            per_user_limit=self.per_user_limit,
+            hold_seconds=self.hold_seconds,
+        )
+
+
+class PatchSaleRequest(Struct, forbid_unknown_fields=True):
+    add_stock: StockAmount | UnsetType = UNSET
+    starts_at: Timestamp | UnsetType = UNSET
+    ends_at: Timestamp | UnsetType = UNSET
+    paused: bool | UnsetType = UNSET
+    per_user_limit: PerUserLimit | UnsetType = UNSET
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is UNSET for name in self.__struct_fields__)
+
+    def change(self) -> SaleChange:
+        return SaleChange(
+            add_stock=None if self.add_stock is UNSET else self.add_stock,
+            starts_at=None if self.starts_at is UNSET else to_ms(self.starts_at),
+            ends_at=None if self.ends_at is UNSET else to_ms(self.ends_at),
+            paused=None if self.paused is UNSET else self.paused,
+            per_user_limit=None if self.per_user_limit is UNSET else self.per_user_limit,
+        )
+
+
+class SaleView(Struct):
+    sale_id: str
+    sku: str
+    name: str
+    status: SaleStatus
+    starts_at: str
+    ends_at: str
+    stock_total: int
+    stock_left: int
+    per_user_limit: int
+    hold_seconds: int
+
+
+class UnitCounts(Struct):
+    """Units by order state, and purchase attempts that reached the engine."""
+
+    reserved: int
+    confirmed: int
+    cancelled: int
+    expired: int
+    attempts: int
+    rejected: int
+    shed: int
+
+
+class OrderCounts(Struct):
+    """Orders (not units) by state."""
+
+    reserved: int
+    confirmed: int
+    cancelled: int
+    expired: int
+
+
+class AdminSaleView(Struct):
+    sale_id: str
+    sku: str
+    name: str
+    status: SaleStatus
+    starts_at: str
+    ends_at: str
+    stock_total: int
+    stock_left: int
+    per_user_limit: int
+    hold_seconds: int
+    counts: UnitCounts
+    order_counts: OrderCounts
+    ended_at: str | None
+
+
+class SaleList(Struct):
+    sales: list[AdminSaleView]
+
+
+class ReservationView(Struct):
+    order_id: str
+    sale_id: str
+    user_id: str
+    quantity: int
+    status: OrderStatus
+    expires_at: str
+
+
+class OrderView(Struct):
+    order_id: str
+    sale_id: str
+    user_id: str
+    quantity: int
+    status: OrderStatus
+    created_at: str
+    expires_at: str
+
+
+class DeadLetterList(Struct):
+    dead_letters: list[DeadLetter]
+
+
+def sale_view(sale: SaleRecord) -> SaleView:
+    return SaleView(
+        sale_id=sale.sale_id,
+        sku=sale.sku,
+        name=sale.name,
+        status=sale.status,
+        starts_at=format_ms(sale.starts_at),
+        ends_at=format_ms(sale.ends_at),
+        stock_total=sale.stock_total,
+        stock_left=sale.stock_left,
+        per_user_limit=sale.per_user_limit,
+        hold_seconds=sale.hold_seconds,
+    )
+
+
+def admin_sale_view(sale: SaleRecord) -> AdminSaleView:
+    public = sale_view(sale)
+    c = sale.counters
+    return AdminSaleView(
+        **msgspec.structs.asdict(public),
+        counts=UnitCounts(
+            reserved=c["u_reserved"],
+            confirmed=c["u_confirmed"],
+            cancelled=c["u_cancelled"],
+            expired=c["u_expired"],
+            attempts=c["attempts"],
+            rejected=c["rejected"],
+            shed=c["shed"],
+        ),
+        order_counts=OrderCounts(
+            reserved=c["o_reserved"],
+            confirmed=c["o_confirmed"],
+            cancelled=c["o_cancelled"],
+            expired=c["o_expired"],
+        ),
+        ended_at=format_ms(sale.ended_at) if sale.ended_at else None,
+    )
+
+
+def order_view(order: OrderRecord) -> OrderView:
+    return OrderView(
+        order_id=order.order_id,
+        sale_id=order.sale_id,
+        user_id=order.user_id,
+        quantity=order.quantity,
+        status=order.status,
+        created_at=format_ms(order.created_at),
+        expires_at=format_ms(order.expires_at),
+    )

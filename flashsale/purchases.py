@@ -1,0 +1,79 @@
+"""The shopper's use cases, with no HTTP in them: buy, look up, confirm, cancel.
+
+A purchase passes the user's rate limit and the sold-out flag before it may reach Redis; its
+outcome feeds the flag, the metrics and the sale's counters. The API decides only how each
+outcome is rendered.
+"""
+
+from __future__ import annotations
+
+from flashsale.admission.gate import Admission
+from flashsale.metrics import Metrics
+from flashsale.records import OrderRecord, SaleRecord
+from flashsale.store.outcomes import PurchaseOutcome, Rejected, Rejection
+from flashsale.store.sales import SaleStore
+
+
+class Purchases:
+    def __init__(self, store: SaleStore, admission: Admission, metrics: Metrics) -> None:
+        self._store = store
+        self._admission = admission
+        self._metrics = metrics
+
+    async def sale(self, sale_id: str) -> SaleRecord | None:
+        return await self._store.get_sale(sale_id)
+
+    async def order(self, order_id: str) -> OrderRecord | None:
+        return await self._store.get_order(order_id)
+
+    async def purchase(
+        self,
+        sale_id: str,
+        user_id: str,
+        quantity: int,
+        *,
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> PurchaseOutcome:
+        """Raises RateLimitedError for a user over their rate, StoreUnavailableError when
+        Redis cannot be asked; every other answer is the outcome."""
+        admission, metrics = self._admission, self._metrics
+        admission.check_user_rate(sale_id, user_id)
+        # A request with an Idempotency-Key may be the retry of a purchase that succeeded
+        # before the sale sold out: only Redis knows its first answer.
+        if idempotency_key is None and admission.sold_out.is_sold_out(sale_id):
+            metrics.sold_out_local.inc()
+            metrics.count_attempt(Rejection.SOLD_OUT.value)
+            admission.counts.rejected(sale_id)
+            return Rejected(Rejection.SOLD_OUT)
+        outcome = await self._store.purchase(
+            sale_id,
+            user_id,
+            quantity,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+        if outcome.stock_left == 0:
+            admission.sold_out.mark(sale_id)
+        if isinstance(outcome, Rejected):
+            if outcome.reason is Rejection.OVERLOADED:
+                metrics.shed.labels("backlog").inc()
+            metrics.count_attempt(outcome.reason.value)
+        else:
+            metrics.count_attempt("ok")
+        return outcome
+
+    async def confirm(self, order_id: str) -> OrderRecord | Rejected:
+        return await self._finish(order_id, confirm=True)
+
+    async def cancel(self, order_id: str) -> OrderRecord | Rejected:
+        return await self._finish(order_id, confirm=False)
+
+    async def _finish(self, order_id: str, *, confirm: bool) -> OrderRecord | Rejected:
+        store = self._store
+        outcome = await (store.confirm(order_id) if confirm else store.cancel(order_id))
+        if isinstance(outcome, Rejected):
+            return outcome
+        order = await store.get_order(order_id)
+        # None only if keys are deleted by hand between the two calls.
+        return order if order is not None else Rejected(Rejection.NOT_FOUND)

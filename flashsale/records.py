@@ -1,0 +1,102 @@
+"""What the engine knows about sales and orders, as Redis and the order store hold them
+(times in integer milliseconds since the epoch). The API renders these; it does not own them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from msgspec import Struct
+
+
+class SaleStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    PAUSED = "paused"
+    SOLD_OUT = "sold_out"
+    ENDED = "ended"
+
+
+class OrderStatus(enum.StrEnum):
+    RESERVED = "reserved"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class NewSale:
+    """A sale an operator schedules, validated by the API before it reaches the store."""
+
+    sku: str
+    name: str
+    stock: int
+    starts_at: int
+    ends_at: int
+    per_user_limit: int
+    hold_seconds: int
+
+
+@dataclass(frozen=True)
+class SaleChange:
+    """An operator's change to a sale; None leaves a field as it is."""
+
+    add_stock: int | None = None
+    starts_at: int | None = None
+    ends_at: int | None = None
+    paused: bool | None = None
+    per_user_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class SaleRecord:
+    """A sale as Redis holds it, with the Redis time it was read at."""
+
+    sale_id: str
+    sku: str
+    name: str
+    ref: str
+    stock_total: int
+    stock_left: int
+    starts_at: int
+    ends_at: int
+    ended_at: int
+    paused: bool
+    per_user_limit: int
+    hold_seconds: int
+    counters: dict[str, int]
+    read_at: int
+
+    @property
+    def status(self) -> SaleStatus:
+        if self.ended_at or self.read_at >= self.ends_at:
+            return SaleStatus.ENDED
+        if self.paused:
+            return SaleStatus.PAUSED
+        if self.read_at < self.starts_at:
+            return SaleStatus.SCHEDULED
+        if self.stock_left == 0:
+            return SaleStatus.SOLD_OUT
+        return SaleStatus.LIVE
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    order_id: str
+    sale_id: str
+    user_id: str
+    quantity: int
+    status: OrderStatus
+    created_at: int
+    expires_at: int
+
+
+class DeadLetter(Struct):
+    """An order event the order store could not take, kept for an operator to look at."""
+
+    sale_id: str
+    dead_letter_id: str
+    entry_id: str
+    error: str
+    deliveries: int
+    event: dict[str, str]

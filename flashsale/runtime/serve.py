@@ -1,0 +1,58 @@
+"""`flashsale serve`: run the HTTP service, with its own Redis unless told to use one."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flashsale.errors import FlashsaleError
+from flashsale.runtime.admin_token import resolve_admin_token
+from flashsale.runtime.durability import durability_warnings
+from flashsale.runtime.embedded_redis import EmbeddedRedis
+from flashsale.runtime.http_server import run_http
+from flashsale.runtime.process_pool import ProcessPool
+from flashsale.settings import Settings
+from flashsale.store.client import connect
+
+log = logging.getLogger("flashsale.serve")
+
+
+async def serve(settings: Settings) -> None:
+    embedded: EmbeddedRedis | None = None
+    try:
+        if not settings.redis.url:
+            embedded = EmbeddedRedis(
+                settings.data_dir,
+                settings.redis.server_binary,
+                settings.redis.startup_timeout_seconds,
+            )
+            settings = settings.replace(redis_url=await embedded.start())
+        token, token_file = resolve_admin_token(settings.admin.token, settings.data_dir)
+        settings = settings.replace(admin_token=token)
+        if token_file is not None:
+            print(f"flashsale admin token: stored in {token_file} (mode 0600)", flush=True)
+        await _report_durability(settings)
+        processes = settings.server.workers or os.cpu_count() or 1
+        try:
+            if processes == 1:
+                await run_http(settings, on_ready=_announce)
+            else:
+                await ProcessPool(settings, processes).run()
+        except OSError as exc:
+            address = f"{settings.server.host}:{settings.server.port}"
+            raise FlashsaleError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def _report_durability(settings: Settings) -> None:
+    redis = connect(settings)
+    try:
+        await durability_warnings(redis)
+    finally:
+        await redis.aclose()
+
+
+def _announce(host: str, port: int) -> None:
+    print(f"flashsale serving on http://{host}:{port}", flush=True)

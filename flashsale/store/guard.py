@@ -1,0 +1,60 @@
+"""Every Redis call of the engine: refused at once while the circuit breaker is open, and
+Redis' failures turned into StoreUnavailableError (which the breaker counts)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis import exceptions as redis_errors
+
+from flashsale.errors import BreakerOpenError, StoreUnavailableError
+from flashsale.store.breaker import CircuitBreaker
+
+# Redis error codes that mean "not now" rather than "this script is wrong" (matched as the
+# whole first word: BUSYGROUP, say, is not BUSY).
+_UNAVAILABLE_CODES = frozenset(
+    {"OOM", "READONLY", "MASTERDOWN", "BUSY", "LOADING", "MISCONF", "TRYAGAIN"}
+)
+
+
+def unavailable(exc: BaseException) -> StoreUnavailableError | None:
+    """The StoreUnavailableError a Redis failure amounts to, or None for a bug (a script error)."""
+    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+        return StoreUnavailableError(f"Redis did not answer: {exc}")
+    if isinstance(exc, redis_errors.ResponseError):
+        code = str(exc).split(" ", 1)[0]
+        if code in _UNAVAILABLE_CODES:
+            return StoreUnavailableError(f"Redis refused the write: {exc}")
+    return None
+
+
+class RedisGuard:
+    def __init__(self, breaker: CircuitBreaker | None) -> None:
+        self._breaker = breaker
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        """Failures (errors, and calls cut short by a request's deadline) open the breaker;
+        successes close it."""
+        breaker = self._breaker
+        if breaker is not None and not breaker.allow():
+            raise BreakerOpenError(breaker.retry_after())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if breaker is not None:
+                breaker.record_failure()
+            raise
+        except Exception as exc:
+            failure = unavailable(exc)
+            if failure is None:
+                if breaker is not None:
+                    breaker.record_success()  # Redis answered; the fault is elsewhere
+                raise
+            if breaker is not None:
+                breaker.record_failure()
+            raise failure from exc
+        if breaker is not None:
+            breaker.record_success()

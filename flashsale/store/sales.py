@@ -1,0 +1,245 @@
+"""The engine's Redis state behind methods that return values or raise
+StoreUnavailableError: state changes go through the typed scripts, reads are plain commands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from flashsale import keys
+from flashsale.errors import StoreUnavailableError
+from flashsale.ids import new_order_id, sale_ref
+from flashsale.records import DeadLetter, NewSale, OrderRecord, OrderStatus, SaleChange, SaleRecord
+from flashsale.store.batcher import PurchaseBatcher
+from flashsale.store.breaker import CircuitBreaker
+from flashsale.store.guard import RedisGuard
+from flashsale.store.outcomes import (
+    Attempt,
+    PurchaseOutcome,
+    Rejected,
+    Rejection,
+    SettleOutcome,
+)
+from flashsale.store.scripts import Scripts
+
+_COUNTER_FIELDS = (
+    "attempts", "rejected", "shed",
+    "u_reserved", "u_confirmed", "u_cancelled", "u_expired",
+    "o_reserved", "o_confirmed", "o_cancelled", "o_expired",
+)  # fmt: skip
+
+
+class SaleStore:
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        idempotency_ttl_seconds: int,
+        max_backlog: int = 0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._idempotency_ttl_ms = idempotency_ttl_seconds * 1000
+        self._max_backlog = max_backlog
+        self._guard = RedisGuard(breaker)
+        self._batcher: PurchaseBatcher | None = None
+        self._sale_of_ref: dict[str, str] = {}
+
+    def use_batcher(self, batcher: PurchaseBatcher) -> None:
+        """Purchases from now on go through `batcher` (which calls purchase_batch)."""
+        self._batcher = batcher
+
+    async def probe(self) -> int:
+        """A real script round trip; returns the Redis server's time in ms."""
+        async with self._guard():
+            return await self._scripts.probe()
+
+    async def create_sale(self, sale_id: str, sale: NewSale) -> SaleRecord | Rejected:
+        ref = sale_ref(sale_id)
+        async with self._guard():
+            if not await self._redis.set(keys.sale_ref(ref), sale_id, nx=True):
+                owner = await self._redis.get(keys.sale_ref(ref))
+                if owner != sale_id:
+                    # Two ids sharing a 50-bit ref: astronomically rare, but never silent.
+                    return Rejected(Rejection.SALE_EXISTS)
+            await self._redis.sadd(keys.SALES_INDEX, sale_id)
+            refused = await self._scripts.create_sale(sale_id, ref, sale)
+        return refused or await self._read_sale_or_fail(sale_id)
+
+    async def get_sale(self, sale_id: str) -> SaleRecord | None:
+        async with self._guard():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(keys.sale(sale_id))
+            pipe.time()
+            fields, (seconds, micros) = await pipe.execute()
+        if not fields:
+            return None
+        return _sale_record(sale_id, fields, seconds * 1000 + micros // 1000)
+
+    async def list_sales(self) -> list[SaleRecord]:
+        async with self._guard():
+            sale_ids = await self._sale_ids()
+            pipe = self._redis.pipeline(transaction=False)
+            for sale_id in sale_ids:
+                pipe.hgetall(keys.sale(sale_id))
+            pipe.time()
+            *rows, (seconds, micros) = await pipe.execute()
+        now = seconds * 1000 + micros // 1000
+        # An id indexed by a create that then lost its race or crashed has no hash: skip it.
+        return [_sale_record(sid, f, now) for sid, f in zip(sale_ids, rows, strict=True) if f]
+
+    async def patch_sale(self, sale_id: str, change: SaleChange) -> SaleRecord | Rejected:
+        async with self._guard():
+            refused = await self._scripts.patch_sale(sale_id, change)
+        return refused or await self._read_sale_or_fail(sale_id)
+
+    async def end_sale(self, sale_id: str) -> SaleRecord | Rejected:
+        async with self._guard():
+            refused = await self._scripts.end_sale(sale_id)
+        return refused or await self._read_sale_or_fail(sale_id)
+
+    async def purchase(
+        self,
+        sale_id: str,
+        user_id: str,
+        quantity: int,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        order_id: str | None = None,
+    ) -> PurchaseOutcome:
+        """One attempt. `order_id` names it: calling again with the same id takes nothing twice."""
+        attempt = Attempt(
+            order_id=order_id or new_order_id(sale_id),
+            user_id=user_id,
+            quantity=quantity,
+            idempotency_key=idempotency_key or "",
+            fingerprint=fingerprint if idempotency_key else "",
+        )
+        if self._batcher is not None:
+            return await self._batcher.submit(sale_id, attempt)
+        async with self._guard():
+            return await self._scripts.purchase(
+                sale_id, attempt, self._idempotency_ttl_ms, self._max_backlog
+            )
+
+    async def purchase_batch(
+        self, sale_id: str, attempts: Sequence[Attempt]
+    ) -> list[PurchaseOutcome]:
+        """Several attempts on one sale in one script call, decided in order."""
+        async with self._guard():
+            return await self._scripts.purchase_batch(
+                sale_id, attempts, self._idempotency_ttl_ms, self._max_backlog
+            )
+
+    async def confirm(self, order_id: str) -> SettleOutcome:
+        sale_id = await self.sale_of_order(order_id)
+        if sale_id is None:
+            return Rejected(Rejection.NOT_FOUND)
+        async with self._guard():
+            return await self._scripts.confirm(sale_id, order_id)
+
+    async def cancel(self, order_id: str) -> SettleOutcome:
+        sale_id = await self.sale_of_order(order_id)
+        if sale_id is None:
+            return Rejected(Rejection.NOT_FOUND)
+        async with self._guard():
+            return await self._scripts.cancel(sale_id, order_id)
+
+    async def sale_of_order(self, order_id: str) -> str | None:
+        """The sale an order id belongs to, from the ref it starts with."""
+        ref, _, _ = order_id.partition("-")
+        sale_id = self._sale_of_ref.get(ref)
+        if sale_id is None:
+            async with self._guard():
+                owner = await self._redis.get(keys.sale_ref(ref))
+            if owner is None:
+                return None
+            # A ref never moves to another sale, so the mapping can be kept for good.
+            sale_id = self._sale_of_ref[ref] = str(owner)
+        return sale_id
+
+    async def get_order(self, order_id: str) -> OrderRecord | None:
+        sale_id = await self.sale_of_order(order_id)
+        if sale_id is None:
+            return None
+        async with self._guard():
+            fields = await self._redis.hgetall(keys.order(sale_id, order_id))
+        if not fields:
+            return None
+        return OrderRecord(
+            order_id=order_id,
+            sale_id=sale_id,
+            user_id=str(fields["user_id"]),
+            quantity=int(fields["quantity"]),
+            status=OrderStatus(str(fields["status"])),
+            created_at=int(fields["created_at"]),
+            expires_at=int(fields["expires_at"]),
+        )
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The newest dead-lettered events of every sale, newest first, at most `limit`."""
+        async with self._guard():
+            sale_ids = await self._sale_ids()
+            pipe = self._redis.pipeline(transaction=False)
+            for sale_id in sale_ids:
+                pipe.xrevrange(keys.dead_letters(sale_id), count=limit)
+            replies = await pipe.execute()
+        letters = [
+            _dead_letter(sale_id, str(entry_id), fields)
+            for sale_id, entries in zip(sale_ids, replies, strict=True)
+            for entry_id, fields in entries
+        ]
+        letters.sort(key=lambda letter: _stream_id_key(letter.dead_letter_id), reverse=True)
+        return letters[:limit]
+
+    async def _sale_ids(self) -> list[str]:
+        return sorted(str(m) for m in await self._redis.smembers(keys.SALES_INDEX))
+
+    async def _read_sale_or_fail(self, sale_id: str) -> SaleRecord:
+        sale = await self.get_sale(sale_id)
+        if sale is None:  # only if someone deletes keys by hand between two calls
+            raise StoreUnavailableError(f"sale {sale_id} vanished from Redis")
+        return sale
+
+
+def _dead_letter(sale_id: str, dead_letter_id: str, fields: dict[str, Any]) -> DeadLetter:
+    return DeadLetter(
+        sale_id=sale_id,
+        dead_letter_id=dead_letter_id,
+        entry_id=str(fields.get("entry_id", "")),
+        error=str(fields.get("error", "")),
+        deliveries=int(fields.get("deliveries", 0)),
+        event={
+            str(k).removeprefix("event."): str(v)
+            for k, v in fields.items()
+            if str(k).startswith("event.")
+        },
+    )
+
+
+def _stream_id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _sale_record(sale_id: str, fields: dict[str, str], now: int) -> SaleRecord:
+    return SaleRecord(
+        sale_id=sale_id,
+        sku=fields["sku"],
+        name=fields["name"],
+        ref=fields["ref"],
+        stock_total=int(fields["stock_total"]),
+        stock_left=int(fields["stock_left"]),
+        starts_at=int(fields["starts_at"]),
+        ends_at=int(fields["ends_at"]),
+        ended_at=int(fields["ended_at"]),
+        paused=fields["paused"] == "1",
+        per_user_limit=int(fields["per_user_limit"]),
+        hold_seconds=int(fields["hold_seconds"]),
+        counters={name: int(fields.get(name, "0")) for name in _COUNTER_FIELDS},
+        read_at=now,
+    )

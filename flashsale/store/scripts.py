@@ -1,0 +1,226 @@
+"""One typed method per Lua script in lua/: the only place KEYS and ARGV are built, and the
+one place each script's reply becomes a Python value."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from flashsale import keys
+from flashsale.records import NewSale, SaleChange
+from flashsale.store.lua import script_source
+from flashsale.store.outcomes import (
+    Attempt,
+    PurchaseOutcome,
+    Rejected,
+    Rejection,
+    Reservation,
+    Settled,
+    SettleOutcome,
+)
+
+ScriptObserver = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class _Script:
+    name: str
+    script: AsyncScript
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """Each script registered once; redis-py's AsyncScript reloads one Redis has forgotten."""
+
+    purchase: _Script
+    purchase_batch: _Script
+    confirm: _Script
+    cancel: _Script
+    expire_holds: _Script
+    create_sale: _Script
+    patch_sale: _Script
+    end_sale: _Script
+    trim_events: _Script
+    add_counts: _Script
+    probe: _Script
+
+
+class Scripts:
+    def __init__(self, bound: _Bound, observe: ScriptObserver | None = None) -> None:
+        self._bound = bound
+        self._observe = observe or (lambda _name, _seconds: None)
+
+    @classmethod
+    def register(cls, redis: Redis, observe: ScriptObserver | None = None) -> Scripts:
+        """`observe(script, seconds)` hears the duration of every call (for metrics)."""
+        scripts = {
+            f.name: _Script(f.name, redis.register_script(script_source(f.name)))
+            for f in fields(_Bound)
+        }
+        return cls(_Bound(**scripts), observe)
+
+    async def _call(self, script: _Script, script_keys: list[str], args: list[Any]) -> Any:
+        started = time.perf_counter()
+        result = await script.script(keys=script_keys, args=args)
+        self._observe(script.name, time.perf_counter() - started)
+        return result
+
+    async def probe(self) -> int:
+        """A real script round trip; the Redis server's time in ms."""
+        return int(await self._call(self._bound.probe, [], []))
+
+    async def create_sale(self, sale_id: str, ref: str, sale: NewSale) -> Rejected | None:
+        outcome, _now = await self._call(
+            self._bound.create_sale,
+            [keys.sale(sale_id), keys.events(sale_id)],
+            [
+                sale.sku, sale.name, ref, sale.stock, sale.starts_at, sale.ends_at,
+                sale.per_user_limit, sale.hold_seconds, keys.ORDER_STORE_GROUP,
+            ],
+        )  # fmt: skip
+        return _refusal(outcome)
+
+    async def patch_sale(self, sale_id: str, change: SaleChange) -> Rejected | None:
+        paused = "" if change.paused is None else int(change.paused)
+        outcome, _now = await self._call(
+            self._bound.patch_sale,
+            [keys.sale(sale_id)],
+            [
+                _optional(change.add_stock), _optional(change.starts_at),
+                _optional(change.ends_at), paused, _optional(change.per_user_limit), sale_id,
+            ],
+        )  # fmt: skip
+        return _refusal(outcome)
+
+    async def end_sale(self, sale_id: str) -> Rejected | None:
+        outcome, _now = await self._call(self._bound.end_sale, [keys.sale(sale_id)], [])
+        return _refusal(outcome)
+
+    async def purchase(
+        self, sale_id: str, attempt: Attempt, idempotency_ttl_ms: int, max_backlog: int
+    ) -> PurchaseOutcome:
+        reply = await self._call(
+            self._bound.purchase,
+            [
+                keys.sale(sale_id), keys.held(sale_id), keys.order(sale_id, attempt.order_id),
+                keys.holds(sale_id), keys.events(sale_id),
+                keys.idempotency(sale_id, attempt.user_id, attempt.idempotency_key),
+                keys.orders(sale_id),
+            ],
+            [
+                attempt.order_id, attempt.user_id, attempt.quantity, attempt.fingerprint,
+                idempotency_ttl_ms, attempt.idempotency_key, max_backlog, sale_id,
+            ],
+        )  # fmt: skip
+        return _purchase_outcome(sale_id, attempt, reply)
+
+    async def purchase_batch(
+        self,
+        sale_id: str,
+        attempts: Sequence[Attempt],
+        idempotency_ttl_ms: int,
+        max_backlog: int,
+    ) -> list[PurchaseOutcome]:
+        """Several attempts on one sale in one call, decided in order."""
+        per_attempt_keys = [
+            key
+            for a in attempts
+            for key in (
+                keys.order(sale_id, a.order_id),
+                keys.idempotency(sale_id, a.user_id, a.idempotency_key),
+            )
+        ]
+        packed = msgspec.msgpack.encode(
+            [
+                [a.order_id, a.user_id, a.quantity, a.fingerprint, a.idempotency_key]
+                for a in attempts
+            ]
+        )
+        reply = await self._call(
+            self._bound.purchase_batch,
+            [
+                keys.sale(sale_id), keys.held(sale_id), keys.holds(sale_id),
+                keys.events(sale_id), keys.orders(sale_id), *per_attempt_keys,
+            ],
+            [sale_id, idempotency_ttl_ms, max_backlog, packed],
+        )  # fmt: skip
+        return [
+            _purchase_outcome(sale_id, attempt, result)
+            for attempt, result in zip(attempts, reply, strict=True)
+        ]
+
+    async def confirm(self, sale_id: str, order_id: str) -> SettleOutcome:
+        return await self._settle(self._bound.confirm, sale_id, order_id)
+
+    async def cancel(self, sale_id: str, order_id: str) -> SettleOutcome:
+        return await self._settle(self._bound.cancel, sale_id, order_id)
+
+    async def _settle(self, script: _Script, sale_id: str, order_id: str) -> SettleOutcome:
+        outcome, status, replayed = await self._call(
+            script,
+            [
+                keys.sale(sale_id), keys.held(sale_id), keys.order(sale_id, order_id),
+                keys.holds(sale_id), keys.events(sale_id),
+            ],
+            [order_id, sale_id],
+        )  # fmt: skip
+        if outcome != "ok":
+            return Rejected(Rejection(outcome))
+        return Settled(status=status, replayed=bool(replayed))
+
+    async def expire_holds(self, sale_id: str, order_ids: Sequence[str]) -> int:
+        """Expires those of `order_ids` that are past their hold; returns how many."""
+        released = await self._call(
+            self._bound.expire_holds,
+            [
+                keys.sale(sale_id), keys.held(sale_id), keys.holds(sale_id),
+                keys.events(sale_id), *(keys.order(sale_id, o) for o in order_ids),
+            ],
+            [sale_id, *order_ids],
+        )  # fmt: skip
+        return int(released)
+
+    async def trim_events(self, sale_id: str) -> int:
+        """Drops the sale's events the order store has acknowledged; returns how many."""
+        removed = await self._call(
+            self._bound.trim_events, [keys.events(sale_id)], [keys.ORDER_STORE_GROUP]
+        )
+        return int(removed)
+
+    async def add_counts(self, sale_id: str, attempts: int, rejected: int, shed: int) -> bool:
+        """Adds answers a process gave on its own to the sale's counters; False: no sale."""
+        added = await self._call(
+            self._bound.add_counts, [keys.sale(sale_id)], [attempts, rejected, shed]
+        )
+        return bool(added)
+
+
+def _refusal(outcome: str) -> Rejected | None:
+    return None if outcome == "ok" else Rejected(Rejection(outcome))
+
+
+def _optional(value: int | None) -> int | str:
+    return "" if value is None else value
+
+
+def _purchase_outcome(sale_id: str, attempt: Attempt, reply: Sequence[Any]) -> PurchaseOutcome:
+    """The one place a purchase script's reply becomes a value."""
+    outcome, stored_order_id, created_at, expires_at, replayed, stock_left = reply
+    if outcome != "ok":
+        return Rejected(Rejection(outcome), replayed=bool(replayed), stock_left=int(stock_left))
+    return Reservation(
+        order_id=stored_order_id,
+        sale_id=sale_id,
+        user_id=attempt.user_id,
+        quantity=attempt.quantity,
+        created_at=int(created_at),
+        expires_at=int(expires_at),
+        replayed=bool(replayed),
+        stock_left=int(stock_left),
+    )
