@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: install run test test-fast loadtest bench bench-smoke lint format clean
+.PHONY: install run test test-fast loadtest bench bench-smoke lint luacheck format clean
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap scripts/ensure-packages
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/bootstrap
@@ -43,11 +43,17 @@ bench-smoke: install
 	./scripts/ensure-packages redis wrk hey
 	$(BIN)/python loadtest/bench.py --duration 1
 
-## lint: ruff and mypy --strict, as CI runs them
-lint: install
+## lint: ruff, mypy --strict, the import contracts and luacheck, as CI runs them
+lint: install luacheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## luacheck: the Lua scripts in lua/ (.luacheckrc names Redis' globals)
+luacheck:
+	./scripts/ensure-packages luacheck
+	luacheck lua/
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -3,9 +3,15 @@
 A purchase passes the user's rate limit and the sold-out flag before it may reach Redis; its
 outcome feeds the flag, the metrics and the sale's counters. The API decides only how each
 outcome is rendered.
+
+Each call takes the request's deadline (event-loop time): work that waits on Redis is
+cancelled when it passes (queued purchases are then dropped unsent) and TimeoutError raised.
+No timer is armed for answers that need no Redis at all (sold out, rate limited).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from flashsale.admission.gate import Admission
 from flashsale.metrics import Metrics
@@ -20,11 +26,13 @@ class Purchases:
         self._admission = admission
         self._metrics = metrics
 
-    async def sale(self, sale_id: str) -> SaleRecord | None:
-        return await self._store.get_sale(sale_id)
+    async def sale(self, sale_id: str, *, deadline: float) -> SaleRecord | None:
+        async with asyncio.timeout_at(deadline):
+            return await self._store.get_sale(sale_id)
 
-    async def order(self, order_id: str) -> OrderRecord | None:
-        return await self._store.get_order(order_id)
+    async def order(self, order_id: str, *, deadline: float) -> OrderRecord | None:
+        async with asyncio.timeout_at(deadline):
+            return await self._store.get_order(order_id)
 
     async def purchase(
         self,
@@ -34,6 +42,7 @@ class Purchases:
         *,
         idempotency_key: str | None,
         fingerprint: str,
+        deadline: float,
     ) -> PurchaseOutcome:
         """Raises RateLimitedError for a user over their rate, StoreUnavailableError when
         Redis cannot be asked; every other answer is the outcome."""
@@ -46,13 +55,14 @@ class Purchases:
             metrics.count_attempt(Rejection.SOLD_OUT.value)
             admission.counts.rejected(sale_id)
             return Rejected(Rejection.SOLD_OUT)
-        outcome = await self._store.purchase(
-            sale_id,
-            user_id,
-            quantity,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-        )
+        async with asyncio.timeout_at(deadline):
+            outcome = await self._store.purchase(
+                sale_id,
+                user_id,
+                quantity,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+            )
         if outcome.stock_left == 0:
             admission.sold_out.mark(sale_id)
         if isinstance(outcome, Rejected):
@@ -63,17 +73,20 @@ class Purchases:
             metrics.count_attempt("ok")
         return outcome
 
-    async def confirm(self, order_id: str) -> OrderRecord | Rejected:
-        return await self._finish(order_id, confirm=True)
+    async def confirm(self, order_id: str, *, deadline: float) -> OrderRecord | Rejected:
+        return await self._finish(order_id, confirm=True, deadline=deadline)
 
-    async def cancel(self, order_id: str) -> OrderRecord | Rejected:
-        return await self._finish(order_id, confirm=False)
+    async def cancel(self, order_id: str, *, deadline: float) -> OrderRecord | Rejected:
+        return await self._finish(order_id, confirm=False, deadline=deadline)
 
-    async def _finish(self, order_id: str, *, confirm: bool) -> OrderRecord | Rejected:
+    async def _finish(
+        self, order_id: str, *, confirm: bool, deadline: float
+    ) -> OrderRecord | Rejected:
         store = self._store
-        outcome = await (store.confirm(order_id) if confirm else store.cancel(order_id))
-        if isinstance(outcome, Rejected):
-            return outcome
-        order = await store.get_order(order_id)
+        async with asyncio.timeout_at(deadline):
+            outcome = await (store.confirm(order_id) if confirm else store.cancel(order_id))
+            if isinstance(outcome, Rejected):
+                return outcome
+            order = await store.get_order(order_id)
         # None only if keys are deleted by hand between the two calls.
         return order if order is not None else Rejected(Rejection.NOT_FOUND)

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from flashsale.runtime.redis_server import RedisServer, free_port
+
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-admin-token"  # noqa: S105 - a throwaway token for a private engine
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -45,14 +47,6 @@ def cores(role: str) -> list[str]:
     if role == "load":
         return ["taskset", "-c", str(ALL_CORES - 1)]
     return ["taskset", "-c", f"0-{ALL_CORES - 2}"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until_up(url: str, seconds: float = 30) -> None:
@@ -105,28 +99,9 @@ def process(
 
 @contextmanager
 def redis(directory: Path, durable: bool) -> Iterator[str]:
-    port = free_port()
-    persistence = (
-        ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
-    )
-    args = [
-        *cores("load"), "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-        "--dir", str(directory), "--save", "", "--maxmemory-policy", "noeviction", *persistence,
-    ]  # fmt: skip
-    directory.mkdir(parents=True, exist_ok=True)
-    with process(args):
-        url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + 15
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
-            ).stdout.strip()
-            != b"PONG"
-        ):
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        yield url
+    """A private redis-server, started the way the tests start theirs, on the load core."""
+    with RedisServer(directory, durable=durable, prefix=cores("load")) as server:
+        yield server.url
 
 
 @contextmanager

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+from tests.polling import eventually_blocking
 
 
 def request(
@@ -44,9 +46,12 @@ def _decode(raw: bytes) -> Any:
 def until_available(call: Callable[[], tuple[int, Any]], within: float = 10.0) -> tuple[int, Any]:
     """Repeats `call` while the service answers 503 or cannot be reached: after an outage each
     process's circuit breaker probes on its own, so one may still refuse for a moment."""
-    deadline = time.monotonic() + within
-    while True:
-        status, body = call()
-        if status not in (0, 503) or time.monotonic() > deadline:
-            return status, body
-        time.sleep(0.05)
+    answers: list[tuple[int, Any]] = []
+
+    def answered() -> bool:
+        answers.append(call())
+        return answers[-1][0] not in (0, 503)
+
+    with contextlib.suppress(TimeoutError):  # the caller asserts on the last answer
+        eventually_blocking(answered, within=within, what="an answer", interval=0.05)
+    return answers[-1]

@@ -129,7 +129,7 @@ async def _admit(request: web.Request, handler: Handler, route: Route) -> web.St
     client = admission.client(request.remote, request.headers.get("X-Forwarded-For"))
     admission.enter(client, finishing=route.finishes_purchase, purchase_of=purchase_of)
     loop = asyncio.get_running_loop()
-    # The clock starts here; handlers arm it around the work that may wait (within_deadline).
+    # The clock starts here; the purchase service arms it around the work that waits on Redis.
     request[DEADLINE] = deadline = loop.time() + admission.deadline_seconds
     try:
         return await handler(request)

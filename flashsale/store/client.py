@@ -23,3 +23,9 @@ def connect(settings: Settings, url: str | None = None) -> Redis:
         retry=Retry(NoBackoff(), 1),
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+def queued(*commands: object) -> None:
+    """Marks commands queued on a pipeline. redis-py types them as awaitables, but a pipeline
+    runs them all at execute(): there is nothing to await one by one (and mypy's
+    unused-awaitable check, which catches a forgotten await elsewhere, is told so here)."""

@@ -14,6 +14,7 @@ from flashsale.ids import new_order_id, sale_ref
 from flashsale.records import DeadLetter, NewSale, OrderRecord, OrderStatus, SaleChange, SaleRecord
 from flashsale.store.batcher import PurchaseBatcher
 from flashsale.store.breaker import CircuitBreaker
+from flashsale.store.client import queued
 from flashsale.store.guard import RedisGuard
 from flashsale.store.outcomes import (
     Attempt,
@@ -72,8 +73,7 @@ class SaleStore:
     async def get_sale(self, sale_id: str) -> SaleRecord | None:
         async with self._guard():
             pipe = self._redis.pipeline(transaction=False)
-            pipe.hgetall(keys.sale(sale_id))
-            pipe.time()
+            queued(pipe.hgetall(keys.sale(sale_id)), pipe.time())
             fields, (seconds, micros) = await pipe.execute()
         if not fields:
             return None
@@ -83,9 +83,7 @@ class SaleStore:
         async with self._guard():
             sale_ids = await self._sale_ids()
             pipe = self._redis.pipeline(transaction=False)
-            for sale_id in sale_ids:
-                pipe.hgetall(keys.sale(sale_id))
-            pipe.time()
+            queued(*(pipe.hgetall(keys.sale(sale_id)) for sale_id in sale_ids), pipe.time())
             *rows, (seconds, micros) = await pipe.execute()
         now = seconds * 1000 + micros // 1000
         # An id indexed by a create that then lost its race or crashed has no hash: skip it.
@@ -185,8 +183,7 @@ class SaleStore:
         async with self._guard():
             sale_ids = await self._sale_ids()
             pipe = self._redis.pipeline(transaction=False)
-            for sale_id in sale_ids:
-                pipe.xrevrange(keys.dead_letters(sale_id), count=limit)
+            queued(*(pipe.xrevrange(keys.dead_letters(s), count=limit) for s in sale_ids))
             replies = await pipe.execute()
         letters = [
             _dead_letter(sale_id, str(entry_id), fields)

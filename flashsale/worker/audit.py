@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from flashsale import keys
 from flashsale.sinks import OrderSink
+from flashsale.store.client import queued
 
 _STATES = ("reserved", "confirmed", "cancelled", "expired")
 
@@ -96,8 +97,7 @@ async def audit_sale(redis: Redis, sink: OrderSink, sale_id: str) -> SaleAudit:
 async def _redis_orders(redis: Redis, sale_id: str) -> dict[str, dict[str, str]]:
     order_ids = sorted(str(o) for o in await redis.smembers(keys.orders(sale_id)))
     pipe = redis.pipeline(transaction=False)
-    for order_id in order_ids:
-        pipe.hgetall(keys.order(sale_id, order_id))
+    queued(*(pipe.hgetall(keys.order(sale_id, order_id)) for order_id in order_ids))
     rows = await pipe.execute()
     return {
         order_id: {str(k): str(v) for k, v in row.items()}

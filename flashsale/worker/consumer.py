@@ -16,12 +16,14 @@ from dataclasses import dataclass
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from flashsale import keys
 from flashsale.errors import PoisonEventError, SinkUnavailableError
 from flashsale.events import OrderEvent, parse_event
 from flashsale.metrics import Metrics
 from flashsale.sinks import OrderSink
+from flashsale.store.client import queued
 from flashsale.store.scripts import Scripts
 from flashsale.worker.retry import Backoff
 
@@ -86,19 +88,21 @@ class OrderQueue:
         pipe = self._redis.pipeline(transaction=False)
         for sale_id in sale_ids:
             stream = keys.events(sale_id)
-            pipe.xautoclaim(
-                stream,
-                keys.ORDER_STORE_GROUP,
-                self._consumer,
-                min_idle_time=int(self._settings.claim_idle_seconds * 1000),
-                start_id="0-0",
-                count=self._settings.batch_size,
-            )
-            pipe.xreadgroup(
-                keys.ORDER_STORE_GROUP,
-                self._consumer,
-                {stream: ">"},
-                count=self._settings.batch_size,
+            queued(
+                pipe.xautoclaim(
+                    stream,
+                    keys.ORDER_STORE_GROUP,
+                    self._consumer,
+                    min_idle_time=int(self._settings.claim_idle_seconds * 1000),
+                    start_id="0-0",
+                    count=self._settings.batch_size,
+                ),
+                pipe.xreadgroup(
+                    keys.ORDER_STORE_GROUP,
+                    self._consumer,
+                    {stream: ">"},
+                    count=self._settings.batch_size,
+                ),
             )
         replies = await pipe.execute(raise_on_error=False)
         entries: list[Entry] = []
@@ -157,10 +161,10 @@ class OrderQueue:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for entry in reclaimed:
-            pipe.xpending_range(
+            queued(pipe.xpending_range(
                 keys.events(entry.sale_id), keys.ORDER_STORE_GROUP,
                 min=entry.entry_id, max=entry.entry_id, count=1,
-            )  # fmt: skip
+            ))  # fmt: skip
         found: list[tuple[Entry, int]] = []
         for entry, reply in zip(reclaimed, await pipe.execute(), strict=True):
             deliveries = int(reply[0]["times_delivered"]) if reply else 0
@@ -232,7 +236,7 @@ class OrderQueue:
             self._metrics.events_applied.labels(entry.fields.get("type", "unknown")).inc()
         pipe = self._redis.pipeline(transaction=False)
         for sale_id, entry_ids in by_sale.items():
-            pipe.xack(keys.events(sale_id), keys.ORDER_STORE_GROUP, *entry_ids)
+            queued(pipe.xack(keys.events(sale_id), keys.ORDER_STORE_GROUP, *entry_ids))
         await pipe.execute()
         for sale_id in by_sale:
             await self._scripts.trim_events(sale_id)
@@ -240,16 +244,16 @@ class OrderQueue:
     async def _dead_letter(self, entry: Entry, error: str, deliveries: int) -> None:
         log.error("dead-lettering event %s of sale %s: %s", entry.entry_id, entry.sale_id, error)
         pipe = self._redis.pipeline(transaction=True)  # both keys share the sale's slot
-        pipe.xadd(
-            keys.dead_letters(entry.sale_id),
-            {
-                "entry_id": entry.entry_id,
-                "error": error[:1000],
-                "deliveries": deliveries,
-                **{f"event.{name}": value for name, value in entry.fields.items()},
-            },
+        letter: dict[FieldT, EncodableT] = {
+            "entry_id": entry.entry_id,
+            "error": error[:1000],
+            "deliveries": deliveries,
+            **{f"event.{name}": value for name, value in entry.fields.items()},
+        }
+        queued(
+            pipe.xadd(keys.dead_letters(entry.sale_id), letter),
+            pipe.xack(keys.events(entry.sale_id), keys.ORDER_STORE_GROUP, entry.entry_id),
         )
-        pipe.xack(keys.events(entry.sale_id), keys.ORDER_STORE_GROUP, entry.entry_id)
         await pipe.execute()
         self._metrics.events_dead_lettered.inc()
 
@@ -260,8 +264,10 @@ class OrderQueue:
         self._gauges_at = now
         pipe = self._redis.pipeline(transaction=False)
         for sale_id in sale_ids:
-            pipe.xlen(keys.events(sale_id))
-            pipe.xpending(keys.events(sale_id), keys.ORDER_STORE_GROUP)
+            queued(
+                pipe.xlen(keys.events(sale_id)),
+                pipe.xpending(keys.events(sale_id), keys.ORDER_STORE_GROUP),
+            )
         replies = await pipe.execute(raise_on_error=False)
         lengths = replies[0::2]
         pendings = replies[1::2]

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from flashsale import keys
 from flashsale.metrics import Metrics
+from flashsale.store.client import queued
 from flashsale.store.scripts import Scripts
 
 log = logging.getLogger("flashsale.sweeper")
@@ -36,10 +37,14 @@ class HoldSweeper:
         if not sale_ids:
             return 0, False
         pipe = self._redis.pipeline(transaction=False)
-        pipe.time()
-        for sale_id in sale_ids:
-            # The earliest holds: the due ones, if any, are among them.
-            pipe.zrange(keys.holds(sale_id), 0, self._batch_size - 1, withscores=True)
+        # The earliest holds of each sale: the due ones, if any, are among them.
+        queued(
+            pipe.time(),
+            *(
+                pipe.zrange(keys.holds(sale_id), 0, self._batch_size - 1, withscores=True)
+                for sale_id in sale_ids
+            ),
+        )
         (seconds, micros), *earliest = await pipe.execute()
         now = seconds * 1000 + micros // 1000
         released, more = 0, False

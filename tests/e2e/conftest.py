@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ADMIN_TOKEN
-from tests.servers import Service, flashsale_service, redis_server
+from tests.servers import redis_server
+from tests.service import Service, flashsale_service
 
 
 @pytest.fixture(scope="session")

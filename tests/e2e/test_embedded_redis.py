@@ -18,7 +18,8 @@ from flashsale.runtime.embedded_redis import RUNTIME_FILE
 from flashsale.runtime.redis_server import free_port
 from tests import sync_http as http
 from tests.helpers import sale_body
-from tests.servers import Service, flashsale_service, pid_alive, run_flashsale, wait_for
+from tests.polling import eventually_blocking
+from tests.service import Service, flashsale_service, pid_alive, run_flashsale
 
 pytestmark = pytest.mark.slow
 
@@ -48,11 +49,17 @@ def test_acknowledged_reservations_survive_redis_sigkill(tmp_path: Path) -> None
 
         old_pid = redis_pid(service)
         os.kill(old_pid, signal.SIGKILL)
-        wait_for(lambda: not pid_alive(old_pid), 10, "redis-server to die")
-        wait_for(
+        eventually_blocking(
+            lambda: not pid_alive(old_pid),
+            within=10,
+            what="redis-server to die",
+            ignoring=(Exception,),
+        )
+        eventually_blocking(
             lambda: http.get(service.url + "/readyz")[0] == 200 and redis_pid(service) != old_pid,
-            30,
-            "the service to restart its redis-server and be ready",
+            within=30,
+            what="the service to restart its redis-server and be ready",
+            ignoring=(Exception,),
         )
 
         for answer in acknowledged:
@@ -76,7 +83,12 @@ def test_redis_never_outlives_a_killed_service(tmp_path: Path) -> None:
         child = redis_pid(service)
         service.process.kill()
         service.process.wait(10)
-        wait_for(lambda: not pid_alive(child), 10, "the orphaned redis-server to exit")
+        eventually_blocking(
+            lambda: not pid_alive(child),
+            within=10,
+            what="the orphaned redis-server to exit",
+            ignoring=(Exception,),
+        )
 
 
 def test_sigterm_stops_service_and_redis_cleanly(tmp_path: Path) -> None:

@@ -23,7 +23,9 @@ import pytest
 from flashsale.runtime.admin_token import TOKEN_FILE
 from flashsale.sinks import SQLITE_FILE
 from tests.helpers import sale_body
-from tests.servers import PostgresServer, flashsale_service, run_flashsale
+from tests.polling import eventually
+from tests.servers import PostgresServer
+from tests.service import flashsale_service, run_flashsale
 
 pytestmark = pytest.mark.slow
 
@@ -69,17 +71,6 @@ async def stored_orders(env: dict[str, str], data_dir: Path) -> dict[str, str]:
     return {r["order_id"]: r["status"] for r in records}
 
 
-async def poll(what: str, within: float, check: Any) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def seconds_since(rfc3339: str) -> float:
     return time.time() - datetime.fromisoformat(rfc3339).timestamp()
 
@@ -116,10 +107,13 @@ async def test_lifecycle_reaches_the_store_exactly_once(
             # The ten cancelled units are on sale again within a second (each process's
             # sold-out flag clears when the cancel is announced).
             second: list[dict[str, Any]] = []
-            deadline = time.monotonic() + 1.0
-            while len(second) < 10 and time.monotonic() < deadline:
+
+            async def bought_again() -> bool:
                 wave = await asyncio.gather(*(buy(f"v{len(second)}-{i}") for i in range(15)))
-                second += [o for o in wave if o]
+                second.extend(o for o in wave if o)
+                return len(second) >= 10
+
+            await eventually(bought_again, within=1.0, what="the cancelled units", interval=0)
             assert len(second) == 10
             assert {await settle(o["order_id"], "confirm") for o in second} == {200}
 
@@ -130,7 +124,9 @@ async def test_lifecycle_reaches_the_store_exactly_once(
                         states.append((await response.json())["status"])
                 return set(states) == {"expired"}
 
-            await poll("the abandoned holds to expire", HOLD_SECONDS + 5, released)
+            await eventually(
+                released, within=HOLD_SECONDS + 5, what="the abandoned holds to expire"
+            )
             lateness = seconds_since(walking[-1]["expires_at"])
             assert lateness < 1.0 + RELEASE_SLACK_SECONDS, f"released {lateness:.2f}s late"
             sale = await (await http.get(f"/admin/sales/{sale_id}", headers=admin)).json()
@@ -144,7 +140,9 @@ async def test_lifecycle_reaches_the_store_exactly_once(
             async def all_stored() -> bool:
                 return await stored_orders(store_env, data_dir) == expected
 
-            await poll("the order store to hold every order's final state", 10, all_stored)
+            await eventually(
+                all_stored, within=10, what="the order store to hold every order's final state"
+            )
 
         audit = run_audit(data_dir, store_env)
         assert audit.returncode == 0, audit.stdout + audit.stderr
@@ -169,7 +167,7 @@ async def test_audit_catches_a_damaged_store(tmp_path: Path) -> None:
         async def stored() -> bool:
             return len(await stored_orders({}, data_dir)) == 3
 
-        await poll("the worker to store the orders", 10, stored)
+        await eventually(stored, within=10, what="the worker to store the orders")
     clean = run_audit(data_dir, {})  # the service is gone: audit starts its Redis itself
     assert clean.returncode == 0, clean.stdout + clean.stderr
 

@@ -12,9 +12,11 @@ import aiohttp
 import pytest
 
 from flashsale.runtime.admin_token import TOKEN_FILE
-from tests.e2e.test_lifecycle import poll, run_audit, stored_orders
+from tests.e2e.test_lifecycle import run_audit, stored_orders
 from tests.helpers import sale_body
-from tests.servers import PostgresServer, flashsale_service, postgres_server
+from tests.polling import eventually
+from tests.servers import PostgresServer, postgres_server
+from tests.service import flashsale_service
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +64,9 @@ async def test_orders_wait_for_postgres_and_all_arrive(
             async def first_ten_stored() -> bool:
                 return len(await stored_orders(env, data_dir)) == 10
 
-            await poll("the first orders to reach PostgreSQL", 15, first_ten_stored)
+            await eventually(
+                first_ten_stored, within=15, what="the first orders to reach PostgreSQL"
+            )
 
             own_postgres.stop()
             during = list(await asyncio.gather(*(buy(f"during-{i}") for i in range(20))))
@@ -71,7 +75,7 @@ async def test_orders_wait_for_postgres_and_all_arrive(
                 unavailable = 'flashsale_order_store_failures_total{kind="unavailable"}'
                 return await metric(unavailable) >= 3
 
-            await poll("the worker to find PostgreSQL gone", 15, worker_noticed)
+            await eventually(worker_noticed, within=15, what="the worker to find PostgreSQL gone")
             failures_then = await metric('flashsale_order_store_failures_total{kind="unavailable"}')
             await asyncio.sleep(1.5)  # an outage of a while, not a wait for an event
             failures_now = await metric('flashsale_order_store_failures_total{kind="unavailable"}')
@@ -84,7 +88,7 @@ async def test_orders_wait_for_postgres_and_all_arrive(
                 stored = await stored_orders(env, data_dir)
                 return set(stored) == set(before + during)
 
-            await poll("the backlog to drain into PostgreSQL", 20, all_stored)
+            await eventually(all_stored, within=20, what="the backlog to drain into PostgreSQL")
 
     audit = run_audit(data_dir, env)
     assert audit.returncode == 0, audit.stdout + audit.stderr

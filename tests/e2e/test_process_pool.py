@@ -14,7 +14,9 @@ import pytest
 
 from tests import sync_http as http
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
-from tests.servers import flashsale_service, pid_alive, redis_server, wait_for
+from tests.polling import eventually_blocking
+from tests.servers import redis_server
+from tests.service import flashsale_service, pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +48,12 @@ async def test_processes_share_the_port_and_their_metrics(tmp_path: Path) -> Non
             "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "0",
         }
         with flashsale_service(tmp_path / "data", env, "--workers", "2") as service:
-            wait_for(lambda: len(children_of(service.process.pid)) == 2, 10, "two processes")
+            eventually_blocking(
+                lambda: len(children_of(service.process.pid)) == 2,
+                within=10,
+                what="two processes",
+                ignoring=(Exception,),
+            )
             children = children_of(service.process.pid)
             body = sale_body(stock=1000, per_user_limit=1)
             assert http.post(service.url + "/admin/sales", body, ADMIN)[0] == 201
@@ -69,10 +76,16 @@ async def test_processes_share_the_port_and_their_metrics(tmp_path: Path) -> Non
 
             victim = min(children)
             os.kill(victim, signal.SIGKILL)
-            wait_for(lambda: not pid_alive(victim), 10, "the killed process to go")
-            wait_for(
+            eventually_blocking(
+                lambda: not pid_alive(victim),
+                within=10,
+                what="the killed process to go",
+                ignoring=(Exception,),
+            )
+            eventually_blocking(
                 lambda: len(children_of(service.process.pid) - {victim}) == 2,
-                15,
-                "the parent to start a replacement",
+                within=15,
+                what="the parent to start a replacement",
+                ignoring=(Exception,),
             )
             assert http.get(service.url + "/readyz")[0] == 200

@@ -4,6 +4,7 @@ Retry-After, nothing oversold, and the service recovers by itself."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,11 @@ import pytest
 import redis
 
 from flashsale import keys
+from flashsale.runtime.redis_server import RedisServer
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
-from tests.servers import RedisProcess, Service, flashsale_service
+from tests.polling import eventually
+from tests.servers import redis_process
+from tests.service import Service, flashsale_service
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +29,8 @@ MARGIN = 1.0
 
 
 @pytest.fixture
-def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "always")
+def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = redis_process(tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "always")
     server.start()
     try:
         yield server
@@ -35,7 +39,7 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
-def service(durable_redis: RedisProcess, tmp_path: Path) -> Iterator[Service]:
+def service(durable_redis: RedisServer, tmp_path: Path) -> Iterator[Service]:
     env = {
         "FLASHSALE_REDIS_URL": durable_redis.url,
         "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -95,18 +99,16 @@ async def order_status(http: aiohttp.ClientSession, order_id: str) -> int:
 async def wait_recovered(http: aiohttp.ClientSession, sale_id: str) -> None:
     """Until a round of purchases all succeed: every process's breaker has probed and closed
     (while one probes, the others it would admit are still refused)."""
-    deadline = time.monotonic() + 15
-    round_number = 0
-    while True:
-        round_number += 1
-        answers = await timed_purchases(http, sale_id, f"recovery-{round_number}", 10)
-        if {status for _e, status, _h, _b in answers} == {201}:
-            return
-        assert time.monotonic() < deadline, "the service did not recover by itself"
-        await asyncio.sleep(0.1)
+    rounds = itertools.count(1)
+
+    async def all_bought() -> bool:
+        answers = await timed_purchases(http, sale_id, f"recovery-{next(rounds)}", 10)
+        return {status for _e, status, _h, _b in answers} == {201}
+
+    await eventually(all_bought, within=15, what="the service to recover by itself", interval=0.1)
 
 
-async def test_redis_paused_mid_sale(service: Service, durable_redis: RedisProcess) -> None:
+async def test_redis_paused_mid_sale(service: Service, durable_redis: RedisServer) -> None:
     body = sale_body(stock=500, per_user_limit=1)
     async with aiohttp.ClientSession(service.url) as http:
         assert (await http.post("/admin/sales", json=body, headers=ADMIN)).status == 201
@@ -125,7 +127,7 @@ async def test_redis_paused_mid_sale(service: Service, durable_redis: RedisProce
     assert_not_oversold(durable_redis.url, body["sale_id"], 500)
 
 
-async def test_redis_killed_mid_sale(service: Service, durable_redis: RedisProcess) -> None:
+async def test_redis_killed_mid_sale(service: Service, durable_redis: RedisServer) -> None:
     body = sale_body(stock=500, per_user_limit=1)
     async with aiohttp.ClientSession(service.url) as http:
         assert (await http.post("/admin/sales", json=body, headers=ADMIN)).status == 201
@@ -144,10 +146,10 @@ async def test_redis_killed_mid_sale(service: Service, durable_redis: RedisProce
         durable_redis.start()
         await wait_recovered(http, body["sale_id"])
         for order_id in acknowledged:
-            deadline = time.monotonic() + 10
             # A process whose breaker still probes may refuse a request or two: ask again.
-            while (status := await order_status(http, order_id)) == 503:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-            assert status == 200
+            async def answered(order_id: str = order_id) -> int | None:
+                status = await order_status(http, order_id)
+                return None if status == 503 else status
+
+            assert await eventually(answered, within=10, what="an answer other than 503") == 200
     assert_not_oversold(durable_redis.url, body["sale_id"], 500)

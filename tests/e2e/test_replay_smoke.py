@@ -13,7 +13,8 @@ import pytest
 
 from tests import sync_http as http
 from tests.helpers import ADMIN, sale_body
-from tests.servers import Service, run_flashsale, wait_for
+from tests.polling import eventually_blocking
+from tests.service import Service, run_flashsale
 
 REPLAY = Path(__file__).resolve().parents[2] / "loadtest" / "replay.py"
 
@@ -58,7 +59,12 @@ def test_synthetic_launch_day_replays_and_audits_clean(
         with sqlite3.connect(path) as db:
             return {row[0] for row in db.execute("SELECT order_id FROM orders")}
 
-    wait_for(lambda: accepted <= stored(), 15, "every 201 to reach the order store")
+    eventually_blocking(
+        lambda: accepted <= stored(),
+        within=15,
+        what="every 201 to reach the order store",
+        ignoring=(Exception,),
+    )
 
     audit = run_flashsale(
         "audit", "--sale", body["sale_id"],

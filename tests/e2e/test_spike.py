@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from flashsale import keys
 from tests.helpers import ADMIN, sale_body
-from tests.servers import Service
+from tests.service import Service
 
 USERS = 1_000
 STOCK = 100

@@ -15,7 +15,9 @@ from flashsale import keys
 from flashsale.sinks import SQLITE_FILE
 from tests import sync_http as http
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
-from tests.servers import flashsale_command, flashsale_service, redis_server, wait_for
+from tests.polling import eventually_blocking
+from tests.servers import redis_server
+from tests.service import flashsale_command, flashsale_service
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +61,12 @@ def test_worker_burst_and_daemon_with_a_clean_sigterm(tmp_path: Path) -> None:
             try:
                 for i in range(10, 25):
                     assert http.post(purchases, {"user_id": f"w{i}", "quantity": 1})[0] == 201
-                wait_for(lambda: stored_count(data_dir) == 25, 15, "the worker to store them")
+                eventually_blocking(
+                    lambda: stored_count(data_dir) == 25,
+                    within=15,
+                    what="the worker to store them",
+                    ignoring=(Exception,),
+                )
                 daemon.send_signal(signal.SIGTERM)
                 assert daemon.wait(15) == 0
             finally:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from tests.helpers import ADMIN, from_now, sale_body
 from tests.integration.conftest import CreateSale
+from tests.polling import eventually
 
 Client = TestClient[Any, Any]
 
@@ -47,15 +46,15 @@ async def test_list_and_counts(client: Client, create_sale: CreateSale) -> None:
         "reserved": 3, "confirmed": 0, "cancelled": 0, "expired": 0,
         "attempts": 5, "rejected": 2, "shed": 0,
     }  # fmt: skip
+
     # Attempts answered from a process's sold-out flag reach the counts within a second.
-    deadline = time.monotonic() + 5
-    while True:
+    async def counted() -> list[dict[str, Any]] | None:
         listing = await (await client.get("/admin/sales", headers=ADMIN)).json()
         mine = [s for s in listing["sales"] if s["sale_id"] == sale["sale_id"]]
         assert len(mine) == 1
-        if mine[0]["counts"] == expected or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
+        return mine if mine[0]["counts"] == expected else None
+
+    mine = await eventually(counted, within=5, what="the counts to add up")
     assert mine[0]["counts"] == expected
     assert mine[0]["status"] == "sold_out"
 

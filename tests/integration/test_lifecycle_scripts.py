@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from redis.asyncio import Redis
 
@@ -14,6 +13,7 @@ from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Scripts
 from flashsale.worker.sweeper import HoldSweeper
 from tests.integration.test_purchase_script import new_sale, units_held_in_orders
+from tests.polling import eventually
 
 
 async def reserve(store: SaleStore, sale_id: str, user: str, quantity: int = 1) -> str:
@@ -63,15 +63,21 @@ async def test_unknown_orders_are_not_found(store: SaleStore) -> None:
     assert await store.cancel("zzzzzzzzzz-00") == Rejected(Rejection.NOT_FOUND)
 
 
-async def test_confirm_after_expiry_expires_it_and_gives_stock_back(store: SaleStore) -> None:
+async def redis_time_reaches(redis: Redis, moment_ms: int, *, interval: float) -> None:
+    async def reached() -> bool:
+        return await redis_now_ms(redis) >= moment_ms
+
+    await eventually(reached, within=5, what="Redis time to reach the moment", interval=interval)
+
+
+async def test_confirm_after_expiry_expires_it_and_gives_stock_back(
+    store: SaleStore, redis: Redis
+) -> None:
     sale = await new_sale(store, stock=2, hold_seconds=1)
     order_id = await reserve(store, sale.sale_id, "u1")
     order = await store.get_order(order_id)
     assert order is not None
-    deadline = time.monotonic() + 5
-    while await redis_now_ms(store._redis) < order.expires_at:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    await redis_time_reaches(redis, order.expires_at, interval=0.02)
     # No sweeper has run: the confirm itself notices the hold is over.
     assert await store.confirm(order_id) == Rejected(Rejection.ORDER_NOT_PENDING)
     expired = await store.get_order(order_id)
@@ -86,12 +92,14 @@ async def test_sweeper_releases_due_holds_only(store: SaleStore, redis: Redis) -
     due = [await reserve(store, short.sale_id, f"s{i}") for i in range(3)]
     kept = await reserve(store, long.sale_id, "l1")
     sweeper = HoldSweeper(redis, Scripts.register(redis), Metrics(), batch_size=2)
-    deadline = time.monotonic() + 5
     released = 0
-    while released < 3:
-        assert time.monotonic() < deadline, "holds were not released within their expiry + 4 s"
+
+    async def all_released() -> bool:
+        nonlocal released
         released += await sweeper.sweep_once()
-        await asyncio.sleep(0.05)
+        return released >= 3
+
+    await eventually(all_released, within=5, what="the holds' release (expiry + 4 s)")
     for order_id in due:
         order = await store.get_order(order_id)
         assert order is not None
@@ -116,10 +124,7 @@ async def test_confirms_racing_several_sweepers_have_one_winner(
     sweepers = [HoldSweeper(redis, scripts, Metrics(), batch_size=50) for _ in range(3)]
     # Fire right around the first hold's expiry, so that some confirms land before it and
     # some after, and the sweepers pick holds off at the same moments.
-    deadline = time.monotonic() + 5
-    while await redis_now_ms(redis) < first.expires_at - 30:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.005)
+    await redis_time_reaches(redis, first.expires_at - 30, interval=0.005)
 
     async def sweep_repeatedly(sweeper: HoldSweeper) -> None:
         for _ in range(20):

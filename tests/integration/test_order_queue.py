@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +22,7 @@ from flashsale.worker.worker import Worker
 from tests.helpers import ADMIN
 from tests.integration.test_lifecycle_scripts import reserve
 from tests.integration.test_purchase_script import new_sale
+from tests.polling import eventually
 
 
 class WorkerKilled(BaseException):
@@ -145,11 +144,13 @@ async def test_worker_killed_between_commit_and_ack_loses_and_duplicates_nothing
     assert pending["pending"] == 10  # committed, never acknowledged
 
     survivor = make_worker(redis, sink, settings, "survivor")
-    deadline = time.monotonic() + 10
-    while (await redis.xpending(keys.events(sale.sale_id), keys.ORDER_STORE_GROUP))["pending"]:
-        assert time.monotonic() < deadline, "the survivor never took over the pending events"
+
+    async def taken_over() -> bool:
         await survivor.queue.pass_once()
-        await asyncio.sleep(0.05)
+        pending = await redis.xpending(keys.events(sale.sale_id), keys.ORDER_STORE_GROUP)
+        return int(pending["pending"]) == 0
+
+    await eventually(taken_over, within=10, what="the survivor to take the pending events over")
     assert await stored_states(sink, sale.sale_id) == await redis_states(store, orders)
     assert len(await sink.orders_of_sale(sale.sale_id)) == 8
     assert (await audit_sale(redis, sink, sale.sale_id)).violations == []
@@ -206,9 +207,12 @@ async def test_trimming_never_drops_a_pending_entry(
     assert await redis.xlen(stream) == 5  # the silent consumer's three are kept
     eager = make_worker(redis, sink, settings, "eager", worker_claim_idle_seconds=0.01)
     taken_over = 0
-    deadline = time.monotonic() + 5
-    while taken_over < 3:  # once the silent consumer's entries pass the idle bound
-        assert time.monotonic() < deadline
+
+    async def all_taken_over() -> bool:  # once the silent consumer's entries pass the idle bound
+        nonlocal taken_over
         taken_over += await eager.queue.pass_once()
+        return taken_over >= 3
+
+    await eventually(all_taken_over, within=5, what="the silent consumer's entries", interval=0)
     assert await redis.xlen(stream) == 0
     assert len(await sink.orders_of_sale(sale.sale_id)) == 5

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from flashsale.api.codec import decode_body, fingerprint, respond
@@ -16,17 +14,9 @@ from flashsale.store.outcomes import Rejected, Rejection
 from flashsale.timefmt import format_ms
 
 
-def within_deadline(request: web.Request) -> asyncio.Timeout:
-    """The request's deadline as a timeout scope: work inside it is cancelled when the
-    deadline passes (queued purchases are then dropped unsent) and the request answered
-    503 overloaded. No timer before: most answers need no Redis at all."""
-    return asyncio.timeout_at(request[DEADLINE])
-
-
 async def get_sale(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
-    async with within_deadline(request):
-        sale = await request.app[PURCHASES].sale(sale_id)
+    sale = await request.app[PURCHASES].sale(sale_id, deadline=request[DEADLINE])
     if sale is None:
         raise Problem(ProblemCode.NOT_FOUND, f"no sale with id {sale_id!r}")
     return respond(request, sale_view(sale))
@@ -36,15 +26,15 @@ async def purchase(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
     key = idempotency_key(request)
     body = await decode_body(request, PurchaseRequest)
-    async with within_deadline(request):
-        outcome = await request.app[PURCHASES].purchase(
-            sale_id,
-            body.user_id,
-            body.quantity,
-            idempotency_key=key,
-            # Only a keyed request is ever compared with an earlier one.
-            fingerprint=fingerprint(body) if key else "",
-        )
+    outcome = await request.app[PURCHASES].purchase(
+        sale_id,
+        body.user_id,
+        body.quantity,
+        idempotency_key=key,
+        # Only a keyed request is ever compared with an earlier one.
+        fingerprint=fingerprint(body) if key else "",
+        deadline=request[DEADLINE],
+    )
     if isinstance(outcome, Rejected):
         raise rejection_problem(outcome)
     headers = {"Location": f"/v1/orders/{outcome.order_id}"}
@@ -63,22 +53,19 @@ async def purchase(request: web.Request) -> web.Response:
 
 async def get_order(request: web.Request) -> web.Response:
     order_id = path_id(request, "order_id")
-    async with within_deadline(request):
-        order = await request.app[PURCHASES].order(order_id)
+    order = await request.app[PURCHASES].order(order_id, deadline=request[DEADLINE])
     return respond(request, order_view(_found(order, order_id)))
 
 
 async def confirm_order(request: web.Request) -> web.Response:
     order_id = path_id(request, "order_id")
-    async with within_deadline(request):
-        outcome = await request.app[PURCHASES].confirm(order_id)
+    outcome = await request.app[PURCHASES].confirm(order_id, deadline=request[DEADLINE])
     return respond(request, order_view(_settled(outcome, order_id)))
 
 
 async def cancel_order(request: web.Request) -> web.Response:
     order_id = path_id(request, "order_id")
-    async with within_deadline(request):
-        outcome = await request.app[PURCHASES].cancel(order_id)
+    outcome = await request.app[PURCHASES].cancel(order_id, deadline=request[DEADLINE])
     return respond(request, order_view(_settled(outcome, order_id)))
 
 
