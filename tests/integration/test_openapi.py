@@ -85,3 +85,17 @@ async def test_answers_match_the_documented_schemas(client: Client) -> None:
             assert isinstance(answer, dict)
             order = await client.get(f"/v1/orders/{answer['order_id']}")
             check(document, "get", "/v1/orders/{order_id}", 200, await order.json())
+
+
+async def test_every_operation_has_a_unique_id_and_an_audience_tag(client: Client) -> None:
+    document = await fetch_document(client)
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(set(ids)) == len(ids) == len(served_routes(client))
+    assert {"purchase", "confirmOrder", "cancelOrder", "createSale"} <= set(ids)
+    tags = {tag["name"] for tag in document["tags"]}
+    assert tags == {"shopper", "operator", "operations"}
+    assert all(len(op["tags"]) == 1 and op["tags"][0] in tags for op in operations)
+    # Operator routes, and only they, need the bearer token.
+    for op in operations:
+        assert ("security" in op) == (op["tags"] == ["operator"]), op["operationId"]
