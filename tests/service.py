@@ -95,3 +95,7 @@ def pid_alive(pid: int) -> bool:
     # A zombie still answers kill(0); its state in /proc says it is gone.
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def wait_until_gone(pid: int, what: str, within: float = 10) -> None:
+    eventually_blocking(lambda: not pid_alive(pid), within=within, what=what)

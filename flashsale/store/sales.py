@@ -3,7 +3,7 @@ StoreUnavailableError: state changes go through the typed scripts, reads are pla
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -134,18 +134,19 @@ class SaleStore:
             )
 
     async def confirm(self, order_id: str) -> SettleOutcome:
-        sale_id = await self.sale_of_order(order_id)
-        if sale_id is None:
-            return Rejected(Rejection.NOT_FOUND)
-        async with self._guard():
-            return await self._scripts.confirm(sale_id, order_id)
+        return await self._settle(order_id, self._scripts.confirm)
 
     async def cancel(self, order_id: str) -> SettleOutcome:
+        return await self._settle(order_id, self._scripts.cancel)
+
+    async def _settle(
+        self, order_id: str, script: Callable[[str, str], Awaitable[SettleOutcome]]
+    ) -> SettleOutcome:
         sale_id = await self.sale_of_order(order_id)
         if sale_id is None:
             return Rejected(Rejection.NOT_FOUND)
         async with self._guard():
-            return await self._scripts.cancel(sale_id, order_id)
+            return await script(sale_id, order_id)
 
     async def sale_of_order(self, order_id: str) -> str | None:
         """The sale an order id belongs to, from the ref it starts with."""

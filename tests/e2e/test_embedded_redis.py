@@ -19,7 +19,7 @@ from flashsale.runtime.redis_server import free_port
 from tests import sync_http as http
 from tests.helpers import sale_body
 from tests.polling import eventually_blocking
-from tests.service import Service, flashsale_service, pid_alive, run_flashsale
+from tests.service import Service, flashsale_service, pid_alive, run_flashsale, wait_until_gone
 
 pytestmark = pytest.mark.slow
 
@@ -49,12 +49,7 @@ def test_acknowledged_reservations_survive_redis_sigkill(tmp_path: Path) -> None
 
         old_pid = redis_pid(service)
         os.kill(old_pid, signal.SIGKILL)
-        eventually_blocking(
-            lambda: not pid_alive(old_pid),
-            within=10,
-            what="redis-server to die",
-            ignoring=(Exception,),
-        )
+        wait_until_gone(old_pid, "redis-server to die")
         eventually_blocking(
             lambda: http.get(service.url + "/readyz")[0] == 200 and redis_pid(service) != old_pid,
             within=30,
@@ -83,12 +78,7 @@ def test_redis_never_outlives_a_killed_service(tmp_path: Path) -> None:
         child = redis_pid(service)
         service.process.kill()
         service.process.wait(10)
-        eventually_blocking(
-            lambda: not pid_alive(child),
-            within=10,
-            what="the orphaned redis-server to exit",
-            ignoring=(Exception,),
-        )
+        wait_until_gone(child, "the orphaned redis-server to exit")
 
 
 def test_sigterm_stops_service_and_redis_cleanly(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from tests import sync_http as http
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
 from tests.polling import eventually_blocking
 from tests.servers import redis_server
-from tests.service import flashsale_service, pid_alive
+from tests.service import flashsale_service, wait_until_gone
 
 pytestmark = pytest.mark.slow
 
@@ -76,12 +76,7 @@ async def test_processes_share_the_port_and_their_metrics(tmp_path: Path) -> Non
 
             victim = min(children)
             os.kill(victim, signal.SIGKILL)
-            eventually_blocking(
-                lambda: not pid_alive(victim),
-                within=10,
-                what="the killed process to go",
-                ignoring=(Exception,),
-            )
+            wait_until_gone(victim, "the killed process to go")
             eventually_blocking(
                 lambda: len(children_of(service.process.pid) - {victim}) == 2,
                 within=15,
