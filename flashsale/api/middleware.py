@@ -16,7 +16,7 @@ from aiohttp.typedefs import Middleware
 
 from flashsale.api.context import ADMISSION, DEADLINE, METRICS
 from flashsale.api.problems import Problem, ProblemCode, retry_after_header
-from flashsale.api.routes import Audience, Handler, Route, route_of
+from flashsale.api.routes import Audience, Handler, Route, audience_of, route_of
 from flashsale.errors import (
     BreakerOpenError,
     RateLimitedError,
@@ -107,9 +107,10 @@ def gate(admin_token: str) -> Middleware:
     @web.middleware
     async def gate_request(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = route_of(request)
-        if route is None or route.audience is Audience.OPERATIONS:
+        audience = audience_of(request, route)
+        if audience is Audience.OPERATIONS:
             return await handler(request)
-        if route.audience is Audience.SHOPPER:
+        if audience is Audience.SHOPPER:
             return await _admit(request, handler, route)
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
@@ -123,11 +124,13 @@ def gate(admin_token: str) -> Middleware:
     return gate_request
 
 
-async def _admit(request: web.Request, handler: Handler, route: Route) -> web.StreamResponse:
+async def _admit(request: web.Request, handler: Handler, route: Route | None) -> web.StreamResponse:
     admission = request.app[ADMISSION]
-    purchase_of = request.match_info.get("sale_id") if route.takes_stock else None
+    takes_stock = route is not None and route.takes_stock
+    finishing = route is not None and route.finishes_purchase
+    purchase_of = request.match_info.get("sale_id") if takes_stock else None
     client = admission.client(request.remote, request.headers.get("X-Forwarded-For"))
-    admission.enter(client, finishing=route.finishes_purchase, purchase_of=purchase_of)
+    admission.enter(client, finishing=finishing, purchase_of=purchase_of)
     loop = asyncio.get_running_loop()
     # The clock starts here; the purchase service arms it around the work that waits on Redis.
     request[DEADLINE] = deadline = loop.time() + admission.deadline_seconds

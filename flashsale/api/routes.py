@@ -119,12 +119,35 @@ _BY_HANDLER: dict[Handler, Route] = {route.handler: route for route in ROUTES}
 assert len(_BY_HANDLER) == len(ROUTES), "each handler serves one route"
 
 
+def _first_segment(path: str) -> str:
+    return path.lstrip("/").split("/", 1)[0]
+
+
+def _audience_by_segment() -> dict[str, Audience]:
+    """The audience of every first path segment whose routes all share one ("admin": operator)."""
+    found: dict[str, set[Audience]] = {}
+    for route in ROUTES:
+        found.setdefault(_first_segment(route.path), set()).add(route.audience)
+    return {segment: next(iter(kinds)) for segment, kinds in found.items() if len(kinds) == 1}
+
+
+_AUDIENCE_BY_SEGMENT = _audience_by_segment()
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     for route in ROUTES:
         router.add_route(route.method, route.path, route.handler)
 
 
 def route_of(request: web.Request) -> Route | None:
-    """The table's entry for the route a request matched; None when it matched none (404,
-    405), in which case it is answered without doing any work."""
+    """The table's entry for the route a request matched; None when it matched none."""
     return _BY_HANDLER.get(request.match_info.handler)
+
+
+def audience_of(request: web.Request, route: Route | None) -> Audience:
+    """Who may call it. A request that matched no route (404, 405) is judged as the routes
+    that share its first path segment are, so that nothing under /admin answers a caller
+    without the token, not even "no such route"."""
+    if route is not None:
+        return route.audience
+    return _AUDIENCE_BY_SEGMENT.get(_first_segment(request.path), Audience.OPERATIONS)

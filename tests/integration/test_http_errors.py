@@ -159,6 +159,18 @@ async def test_operator_routes_need_the_token(
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/admin/nothing-here"), ("DELETE", "/admin/sales")]
+)
+async def test_nothing_under_admin_answers_without_the_token(
+    client: Client, method: str, path: str
+) -> None:
+    """Not even whether a route exists: an unknown path or method there is 401 first."""
+    await assert_problem(await client.request(method, path), 401, "unauthorized")
+    with_token = await client.request(method, path, headers=ADMIN)
+    assert with_token.status in (404, 405)
+
+
 async def test_unauthorized_create_creates_nothing(client: Client) -> None:
     body = sale_body()
     await client.post("/admin/sales", json=body, headers={"Authorization": "Bearer nope"})
