@@ -10,7 +10,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from flashsale.api.problems import Problem, ProblemCode
+from flashsale.api.problems import ProblemCode, ProblemError
 
 T = TypeVar("T")
 
@@ -29,7 +29,7 @@ async def decode_body(request: web.Request, kind: type[T]) -> T:
     """Read and validate the body as `kind`; any flaw is a 400 naming the field."""
     raw = await request.read()  # over client_max_size aiohttp raises 413 itself
     if not raw:
-        raise Problem(ProblemCode.INVALID_REQUEST, "the request body is empty")
+        raise ProblemError(ProblemCode.INVALID_REQUEST, "the request body is empty")
     media_type = request.content_type if request.headers.get("Content-Type") else JSON
     try:
         if media_type in _MSGPACK_TYPES:
@@ -37,11 +37,11 @@ async def decode_body(request: web.Request, kind: type[T]) -> T:
         if media_type == JSON or media_type.endswith("+json"):
             return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise Problem(ProblemCode.INVALID_REQUEST, _field_message(str(exc))) from None
+        raise ProblemError(ProblemCode.INVALID_REQUEST, _field_message(str(exc))) from None
     except msgspec.DecodeError as exc:
         detail = f"the body is not valid {_media_name(media_type)}: {exc}"
-        raise Problem(ProblemCode.INVALID_REQUEST, detail) from None
-    raise Problem(
+        raise ProblemError(ProblemCode.INVALID_REQUEST, detail) from None
+    raise ProblemError(
         ProblemCode.INVALID_REQUEST,
         f"unsupported Content-Type {media_type!r}: send {JSON} or {MSGPACK}",
     )

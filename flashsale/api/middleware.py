@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from flashsale.api.context import ADMISSION, DEADLINE, METRICS
-from flashsale.api.problems import Problem, ProblemCode, retry_after_header
+from flashsale.api.problems import ProblemCode, ProblemError, retry_after_header
 from flashsale.api.routes import Audience, Handler, Route, audience_of, route_of
 from flashsale.errors import (
     BreakerOpenError,
@@ -55,16 +55,16 @@ async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-def _problem_for(request: web.Request, exc: Exception) -> Problem:
-    if isinstance(exc, Problem):
+def _problem_for(request: web.Request, exc: Exception) -> ProblemError:
+    if isinstance(exc, ProblemError):
         return exc
     if isinstance(exc, RefusedError):
         limited = isinstance(exc, RateLimitedError)
         code = ProblemCode.RATE_LIMITED if limited else ProblemCode.OVERLOADED
-        return Problem(code, exc.detail, {"Retry-After": retry_after_header(exc.retry_after)})
+        return ProblemError(code, exc.detail, {"Retry-After": retry_after_header(exc.retry_after)})
     if isinstance(exc, BreakerOpenError):
         request.app[METRICS].shed.labels("breaker_open").inc()
-        return Problem(
+        return ProblemError(
             ProblemCode.OVERLOADED,
             "the engine's store is failing; retry later",
             {"Retry-After": retry_after_header(exc.retry_after)},
@@ -72,7 +72,7 @@ def _problem_for(request: web.Request, exc: Exception) -> Problem:
     if isinstance(exc, StoreUnavailableError):
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
         request.app[METRICS].shed.labels("store_unavailable").inc()
-        return Problem(
+        return ProblemError(
             ProblemCode.OVERLOADED,
             "the engine's store is unavailable; retry later",
             {"Retry-After": RETRY_AFTER_UNAVAILABLE},
@@ -80,23 +80,25 @@ def _problem_for(request: web.Request, exc: Exception) -> Problem:
     if isinstance(exc, web.HTTPException):
         return _http_exception_problem(exc)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-    return Problem(ProblemCode.INTERNAL_ERROR, "an unexpected error occurred")
+    return ProblemError(ProblemCode.INTERNAL_ERROR, "an unexpected error occurred")
 
 
-def _http_exception_problem(exc: web.HTTPException) -> Problem:
+def _http_exception_problem(exc: web.HTTPException) -> ProblemError:
     if exc.status == 413:
-        return Problem(ProblemCode.PAYLOAD_TOO_LARGE, "the request body exceeds the size limit")
+        return ProblemError(
+            ProblemCode.PAYLOAD_TOO_LARGE, "the request body exceeds the size limit"
+        )
     if exc.status == 405:
         allowed = exc.headers.get("Allow", "")
-        return Problem(
+        return ProblemError(
             ProblemCode.INVALID_REQUEST,
             f"method not allowed here; allowed: {allowed}",
             {"Allow": allowed},
             status=405,
         )
     if exc.status == 404:
-        return Problem(ProblemCode.NOT_FOUND, "no such route")
-    return Problem(ProblemCode.INVALID_REQUEST, exc.reason, status=exc.status)
+        return ProblemError(ProblemCode.NOT_FOUND, "no such route")
+    return ProblemError(ProblemCode.INVALID_REQUEST, exc.reason, status=exc.status)
 
 
 def gate(admin_token: str) -> Middleware:
@@ -114,7 +116,7 @@ def gate(admin_token: str) -> Middleware:
             return await _admit(request, handler, route)
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
-            raise Problem(
+            raise ProblemError(
                 ProblemCode.UNAUTHORIZED,
                 "operator routes need 'Authorization: Bearer <admin token>'",
                 {"WWW-Authenticate": 'Bearer realm="flashsale-admin"'},

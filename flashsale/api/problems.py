@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import msgspec
 from aiohttp import web
 
+from flashsale.errors import FlashsaleError
 from flashsale.store.outcomes import Rejected, Rejection
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -67,7 +68,7 @@ class ProblemDocument(msgspec.Struct):
     instance: str | None = None
 
 
-class Problem(Exception):
+class ProblemError(FlashsaleError):
     """Raised by handlers; the error middleware turns it into a problem document."""
 
     def __init__(
@@ -126,7 +127,7 @@ _REJECTION_DETAILS: dict[Rejection, str] = {
 BACKLOG_RETRY_AFTER = "1"
 
 
-def rejection_problem(rejected: Rejected) -> Problem:
+def rejection_problem(rejected: Rejected) -> ProblemError:
     """The one place a script's refusal becomes an HTTP answer."""
     if rejected.reason is Rejection.INVALID_WINDOW:
         code = ProblemCode.INVALID_REQUEST
@@ -135,4 +136,4 @@ def rejection_problem(rejected: Rejected) -> Problem:
     headers = {"Idempotent-Replayed": "true"} if rejected.replayed else {}
     if rejected.reason is Rejection.OVERLOADED:
         headers["Retry-After"] = BACKLOG_RETRY_AFTER
-    return Problem(code, _REJECTION_DETAILS[rejected.reason], headers)
+    return ProblemError(code, _REJECTION_DETAILS[rejected.reason], headers)

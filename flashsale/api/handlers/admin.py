@@ -8,7 +8,7 @@ from msgspec import UNSET
 from flashsale.api.codec import decode_body, respond
 from flashsale.api.context import STORE
 from flashsale.api.params import path_id
-from flashsale.api.problems import Problem, ProblemCode, rejection_problem
+from flashsale.api.problems import ProblemCode, ProblemError, rejection_problem
 from flashsale.api.schemas import (
     CreateSaleRequest,
     DeadLetterList,
@@ -27,7 +27,7 @@ DEAD_LETTER_LIMIT_MAX = 1000
 async def create_sale(request: web.Request) -> web.Response:
     body = await decode_body(request, CreateSaleRequest)
     if body.ends_at <= body.starts_at:
-        raise Problem(ProblemCode.INVALID_REQUEST, "ends_at: must be after starts_at")
+        raise ProblemError(ProblemCode.INVALID_REQUEST, "ends_at: must be after starts_at")
     sale_id = body.sale_id if body.sale_id is not UNSET else new_sale_id()
     created = await request.app[STORE].create_sale(sale_id, body.new_sale())
     return respond(
@@ -47,7 +47,7 @@ async def get_sale(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
     sale = await request.app[STORE].get_sale(sale_id)
     if sale is None:
-        raise Problem(ProblemCode.NOT_FOUND, f"no sale with id {sale_id!r}")
+        raise ProblemError(ProblemCode.NOT_FOUND, f"no sale with id {sale_id!r}")
     return respond(request, admin_sale_view(sale))
 
 
@@ -55,7 +55,7 @@ async def patch_sale(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
     body = await decode_body(request, PatchSaleRequest)
     if body.is_empty():
-        raise Problem(
+        raise ProblemError(
             ProblemCode.INVALID_REQUEST,
             "the body names no change: send add_stock, starts_at, ends_at, paused "
             "or per_user_limit",
@@ -73,7 +73,7 @@ async def end_sale(request: web.Request) -> web.Response:
 async def dead_letters(request: web.Request) -> web.Response:
     raw = request.query.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= DEAD_LETTER_LIMIT_MAX:
-        raise Problem(
+        raise ProblemError(
             ProblemCode.INVALID_REQUEST,
             f"limit: must be an integer from 1 to {DEAD_LETTER_LIMIT_MAX}",
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from flashsale.api.context import METRICS, OPENAPI, STORE
-from flashsale.api.problems import Problem, ProblemCode
+from flashsale.api.problems import ProblemCode, ProblemError
 from flashsale.errors import StoreUnavailableError
 from flashsale.metrics import EXPOSITION_CONTENT_TYPE
 
@@ -18,7 +18,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         redis_time = await request.app[STORE].probe()
     except StoreUnavailableError as exc:
-        raise Problem(
+        raise ProblemError(
             ProblemCode.OVERLOADED, f"Redis is not answering: {exc}", {"Retry-After": "1"}
         ) from exc
     return web.json_response({"status": "ready", "redis_time_ms": redis_time})

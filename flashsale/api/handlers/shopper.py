@@ -7,7 +7,7 @@ from aiohttp import web
 from flashsale.api.codec import decode_body, fingerprint, respond
 from flashsale.api.context import DEADLINE, PURCHASES
 from flashsale.api.params import idempotency_key, path_id
-from flashsale.api.problems import Problem, ProblemCode, rejection_problem
+from flashsale.api.problems import ProblemCode, ProblemError, rejection_problem
 from flashsale.api.schemas import PurchaseRequest, ReservationView, order_view, sale_view
 from flashsale.records import OrderRecord, OrderStatus
 from flashsale.store.outcomes import Rejected, Rejection
@@ -18,7 +18,7 @@ async def get_sale(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
     sale = await request.app[PURCHASES].sale(sale_id, deadline=request[DEADLINE])
     if sale is None:
-        raise Problem(ProblemCode.NOT_FOUND, f"no sale with id {sale_id!r}")
+        raise ProblemError(ProblemCode.NOT_FOUND, f"no sale with id {sale_id!r}")
     return respond(request, sale_view(sale))
 
 
@@ -83,5 +83,5 @@ def _found(order: OrderRecord | None, order_id: str) -> OrderRecord:
     return order
 
 
-def _no_order(order_id: str) -> Problem:
-    return Problem(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")
+def _no_order(order_id: str) -> ProblemError:
+    return ProblemError(ProblemCode.NOT_FOUND, f"no order with id {order_id!r}")
