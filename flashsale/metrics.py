@@ -77,6 +77,12 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.order_store_up = Gauge(
+            "flashsale_order_store_up",
+            "1 while the order store takes writes, 0 while the worker waits out an outage.",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
         self.sink_write_seconds = Histogram(
             "flashsale_order_store_write_seconds",
             "Time to write one batch of events to the order store.",

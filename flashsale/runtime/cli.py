@@ -12,7 +12,7 @@ from typing import TypeVar
 from flashsale import __version__
 from flashsale.errors import FlashsaleError
 from flashsale.logs import configure as configure_logs
-from flashsale.runtime.commands import run_audit, run_worker
+from flashsale.runtime.commands import run_audit, run_dead_letters, run_worker
 from flashsale.runtime.loop import run_coroutine
 from flashsale.runtime.serve import serve
 from flashsale.settings import Settings, load_settings
@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="check the invariants; non-zero exit on violation")
     audit.add_argument("--data-dir", help="where the embedded Redis and SQLite live (default var)")
     audit.add_argument("--sale", dest="sale_id", help="audit only this sale")
+
+    dead = commands.add_parser(
+        "dead-letters", help="order events the order store refused: list them, or replay them"
+    )
+    dead.add_argument("action", choices=("list", "replay"))
+    dead.add_argument("--data-dir", help="where the embedded Redis and SQLite live (default var)")
+    dead.add_argument("--sale", dest="sale_id", help="only this sale's dead letters")
+    dead.add_argument("--json", action="store_true", help="print JSON (list) for scripts")
     return parser
 
 
@@ -83,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_coroutine(run_worker(settings, args.burst))
         elif args.command == "audit":
             return 0 if run_coroutine(run_audit(settings, args.sale_id)) else 1
+        elif args.command == "dead-letters":
+            run_coroutine(run_dead_letters(settings, args.action, args.sale_id, args.json))
     except FlashsaleError as exc:
         print(f"flashsale: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import msgspec
 from redis.asyncio import Redis
 
 from flashsale import keys
@@ -16,6 +17,7 @@ from flashsale.runtime.redis_location import located_redis
 from flashsale.settings import Settings
 from flashsale.sinks import OrderSink, open_sink
 from flashsale.store.client import connect
+from flashsale.store.dead_letters import DeadLetters
 from flashsale.store.scripts import Scripts
 from flashsale.worker.audit import audit_sale, render
 from flashsale.worker.worker import Worker
@@ -65,3 +67,31 @@ async def run_audit(settings: Settings, sale_id: str | None) -> bool:
         reports = [await audit_sale(parts.redis, parts.sink, s) for s in sale_ids]
     print(render(reports), flush=True)
     return all(not r.violations for r in reports)
+
+
+DEAD_LETTER_LIST_LIMIT = 10_000
+
+
+async def run_dead_letters(
+    settings: Settings, action: str, sale_id: str | None, as_json: bool
+) -> None:
+    """`list` prints the dead letters; `replay` puts them back on their streams (the order
+    worker then takes them again), and replaying twice changes nothing."""
+    async with engine(settings) as parts:
+        letters = DeadLetters(parts.redis, parts.scripts)
+        if action == "replay":
+            replayed = await letters.replay(sale_id)
+            for r in replayed:
+                print(f"replayed {r.sale_id} {r.dead_letter_id} as {r.entry_id}")
+            print(f"flashsale dead-letters: replayed {len(replayed)} event(s)", flush=True)
+            return
+        found = await letters.newest(DEAD_LETTER_LIST_LIMIT, sale_id)
+    if as_json:
+        print(msgspec.json.encode(found).decode(), flush=True)
+        return
+    print(f"{'sale':<24} {'dead letter':<17} {'order':<32} {'tries':>5}  error")
+    for d in found:
+        order = d.event.get("order_id", "?")
+        print(f"{d.sale_id[:24]:<24} {d.dead_letter_id:<17} {order[:32]:<32} "
+              f"{d.deliveries:>5}  {d.error[:80]}")  # fmt: skip
+    print(f"{len(found)} dead letter(s)", flush=True)

@@ -14,16 +14,26 @@ from flashsale.events import OrderEvent
 from flashsale.records import OrderRecord, OrderStatus
 from flashsale.sinks import schema
 
-# Failures that say "the server is not there (now)", as opposed to "this data is wrong".
-_UNAVAILABLE = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.CannotConnectNowError,
-)
+# SQLSTATE classes that say "this event is wrong" (it would fail on a healthy server too):
+# data exceptions (22) and integrity constraint violations (23). Every other refusal is about
+# the server's state, not the event: unreachable (08), read-only (25006, as a replica after a
+# failover), missing database (3D000), authentication (28), privilege (42501), too many
+# connections (53300), admin shutdown (57P01), a missing schema, and so on. Those are outages:
+# waited out, never dead-lettered.
+_DATA_ERROR_CLASSES = frozenset({"22", "23"})
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a failure of the order store is about the store rather than the event."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "")[:2] not in _DATA_ERROR_CLASSES
+    # InternalClientError: the driver lost track of a connection the server ended mid-call.
+    return isinstance(
+        exc,
+        (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError),
+    )
+
+
 _CONNECT_TIMEOUT_SECONDS = 5.0
 # Serialises migrations of concurrent workers (an arbitrary, fixed advisory lock id).
 _MIGRATION_LOCK = 7_352_101
@@ -41,15 +51,23 @@ class PostgresSink:
 
     async def _ready_pool(self) -> asyncpg.Pool:
         if self._pool is None:
+            pool: asyncpg.Pool | None = None
             try:
                 pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=4, timeout=_CONNECT_TIMEOUT_SECONDS
+                    # No floor of idle connections: after the server ends them (a failover, a
+                    # restart) the pool reconnects on use, not in a background task.
+                    self._dsn, min_size=0, max_size=4, timeout=_CONNECT_TIMEOUT_SECONDS
                 )
                 async with pool.acquire() as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
                     await _migrate(conn)
-            except _UNAVAILABLE as exc:
-                raise SinkUnavailableError(f"cannot reach {self.description}: {exc}") from exc
+            except Exception as exc:
+                # A pool whose migration failed is not kept: the next try opens a new one.
+                if pool is not None:
+                    pool.terminate()
+                if is_outage(exc) or isinstance(exc, asyncpg.PostgresError):
+                    raise SinkUnavailableError(f"cannot use {self.description}: {exc}") from exc
+                raise
             self._pool = pool
         return self._pool
 
@@ -65,15 +83,19 @@ class PostgresSink:
         try:
             async with pool.acquire(timeout=_CONNECT_TIMEOUT_SECONDS) as conn, conn.transaction():
                 await conn.executemany(self._upsert, rows)
-        except _UNAVAILABLE as exc:
-            raise SinkUnavailableError(f"{self.description} is unavailable: {exc}") from exc
+        except Exception as exc:
+            if is_outage(exc):
+                raise SinkUnavailableError(f"{self.description} is unavailable: {exc}") from exc
+            raise
 
     async def orders_of_sale(self, sale_id: str) -> list[OrderRecord]:
         pool = await self._ready_pool()
         try:
             records = await pool.fetch(self._select, sale_id)
-        except _UNAVAILABLE as exc:
-            raise SinkUnavailableError(f"{self.description} is unavailable: {exc}") from exc
+        except Exception as exc:
+            if is_outage(exc):
+                raise SinkUnavailableError(f"{self.description} is unavailable: {exc}") from exc
+            raise
         return [
             OrderRecord(
                 order_id=r["order_id"], sale_id=r["sale_id"], user_id=r["user_id"],
@@ -90,12 +112,16 @@ class PostgresSink:
 
 
 async def _migrate(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
-    await conn.execute(schema.CREATE_VERSION_TABLE)
+    """Brings the schema up to date, writing only when something is missing: a role that may
+    read and write orders but not create tables works on a schema an owner migrated."""
+    if await conn.fetchval("SELECT to_regclass('flashsale_schema')") is None:
+        await conn.execute(schema.CREATE_VERSION_TABLE)
     version = await conn.fetchval(schema.READ_VERSION)
     if version is None:
         await conn.execute(schema.INSERT_VERSION)
         version = 0
-    for statements in schema.MIGRATIONS[version:]:
-        for statement in statements:
-            await conn.execute(statement)
-    await conn.execute(schema.numbered(schema.SET_VERSION), len(schema.MIGRATIONS))
+    if version < len(schema.MIGRATIONS):
+        for statements in schema.MIGRATIONS[version:]:
+            for statement in statements:
+                await conn.execute(statement)
+        await conn.execute(schema.numbered(schema.SET_VERSION), len(schema.MIGRATIONS))

@@ -15,6 +15,14 @@ from flashsale.records import OrderRecord, OrderStatus
 from flashsale.sinks import schema
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Locked, read-only, unreadable, out of disk, missing table: the file's state, not the
+    event's. Only integrity and data errors are the event's own."""
+    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError)):
+        return False
+    return isinstance(exc, (sqlite3.DatabaseError, OSError))
+
+
 class SqliteSink:
     """Order store in a SQLite file; opened and migrated on first use."""
 
@@ -26,6 +34,7 @@ class SqliteSink:
 
     async def _connection(self) -> aiosqlite.Connection:
         if self._db is None:
+            db: aiosqlite.Connection | None = None
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -33,7 +42,9 @@ class SqliteSink:
                 await db.execute("PRAGMA synchronous=FULL")
                 await db.execute("PRAGMA busy_timeout=5000")
                 await _migrate(db)
-            except (OSError, sqlite3.OperationalError) as exc:
+            except (OSError, sqlite3.DatabaseError) as exc:
+                if db is not None:  # a connection whose migration failed is not kept
+                    await db.close()
                 raise SinkUnavailableError(f"cannot open {self.path}: {exc}") from exc
             self._db = db
         return self._db
@@ -46,11 +57,10 @@ class SqliteSink:
                 await db.execute("BEGIN IMMEDIATE")
                 await db.executemany(schema.UPSERT_ORDER, rows)
                 await db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
+            except BaseException as exc:
                 await _rollback(db)
-                raise SinkUnavailableError(f"SQLite refused the write: {exc}") from exc
-            except BaseException:
-                await _rollback(db)
+                if is_outage(exc):
+                    raise SinkUnavailableError(f"SQLite refused the write: {exc}") from exc
                 raise
 
     async def orders_of_sale(self, sale_id: str) -> list[OrderRecord]:

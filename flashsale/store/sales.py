@@ -4,17 +4,17 @@ StoreUnavailableError: state changes go through the typed scripts, reads are pla
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from redis.asyncio import Redis
 
 from flashsale import keys
 from flashsale.errors import StoreUnavailableError
 from flashsale.ids import new_order_id, sale_ref
-from flashsale.records import DeadLetter, NewSale, OrderRecord, OrderStatus, SaleChange, SaleRecord
+from flashsale.records import NewSale, OrderRecord, OrderStatus, SaleChange, SaleRecord
 from flashsale.store.batcher import PurchaseBatcher
 from flashsale.store.breaker import CircuitBreaker
 from flashsale.store.client import queued
+from flashsale.store.dead_letters import DeadLetters
 from flashsale.store.guard import RedisGuard
 from flashsale.store.outcomes import (
     Attempt,
@@ -48,6 +48,7 @@ class SaleStore:
         self._guard = RedisGuard(breaker)
         self._batcher: PurchaseBatcher | None = None
         self._sale_of_ref: dict[str, str] = {}
+        self.dead_letters = DeadLetters(redis, scripts, self._guard)
 
     def use_batcher(self, batcher: PurchaseBatcher) -> None:
         """Purchases from now on go through `batcher` (which calls purchase_batch)."""
@@ -179,21 +180,6 @@ class SaleStore:
             expires_at=int(fields["expires_at"]),
         )
 
-    async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        """The newest dead-lettered events of every sale, newest first, at most `limit`."""
-        async with self._guard():
-            sale_ids = await self._sale_ids()
-            pipe = self._redis.pipeline(transaction=False)
-            queued(*(pipe.xrevrange(keys.dead_letters(s), count=limit) for s in sale_ids))
-            replies = await pipe.execute()
-        letters = [
-            _dead_letter(sale_id, str(entry_id), fields)
-            for sale_id, entries in zip(sale_ids, replies, strict=True)
-            for entry_id, fields in entries
-        ]
-        letters.sort(key=lambda letter: _stream_id_key(letter.dead_letter_id), reverse=True)
-        return letters[:limit]
-
     async def _sale_ids(self) -> list[str]:
         return sorted(str(m) for m in await self._redis.smembers(keys.SALES_INDEX))
 
@@ -202,26 +188,6 @@ class SaleStore:
         if sale is None:  # only if someone deletes keys by hand between two calls
             raise StoreUnavailableError(f"sale {sale_id} vanished from Redis")
         return sale
-
-
-def _dead_letter(sale_id: str, dead_letter_id: str, fields: dict[str, Any]) -> DeadLetter:
-    return DeadLetter(
-        sale_id=sale_id,
-        dead_letter_id=dead_letter_id,
-        entry_id=str(fields.get("entry_id", "")),
-        error=str(fields.get("error", "")),
-        deliveries=int(fields.get("deliveries", 0)),
-        event={
-            str(k).removeprefix("event."): str(v)
-            for k, v in fields.items()
-            if str(k).startswith("event.")
-        },
-    )
-
-
-def _stream_id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _sale_record(sale_id: str, fields: dict[str, str], now: int) -> SaleRecord:

@@ -48,6 +48,7 @@ class _Bound:
     end_sale: _Script
     trim_events: _Script
     add_counts: _Script
+    replay_dead_letter: _Script
     probe: _Script
 
 
@@ -199,6 +200,16 @@ class Scripts:
             self._bound.add_counts, [keys.sale(sale_id)], [attempts, rejected, shed]
         )
         return bool(added)
+
+    async def replay_dead_letter(self, sale_id: str, dead_letter_id: str) -> str | None:
+        """Puts a dead-lettered event back on its stream; its new entry id, or None when
+        there was no such dead letter (replayed already)."""
+        entry_id = await self._call(
+            self._bound.replay_dead_letter,
+            [keys.dead_letters(sale_id), keys.events(sale_id)],
+            [dead_letter_id],
+        )
+        return str(entry_id) or None
 
 
 def _refusal(outcome: str) -> Rejected | None:

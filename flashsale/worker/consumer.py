@@ -26,6 +26,7 @@ from flashsale.sinks import OrderSink
 from flashsale.store.client import queued
 from flashsale.store.scripts import Scripts
 from flashsale.worker.retry import Backoff
+from flashsale.worker.store_health import StoreHealth
 
 log = logging.getLogger("flashsale.order_queue")
 
@@ -67,6 +68,7 @@ class OrderQueue:
         self._consumer = consumer
         self._metrics = metrics
         self._gauges_at = 0.0
+        self._health = StoreHealth(sink.description, metrics)
 
     async def pass_once(self, stop: asyncio.Event | None = None) -> int:
         """Reads what is waiting on every sale's stream, stores it, acknowledges it.
@@ -147,30 +149,8 @@ class OrderQueue:
             except PoisonEventError as exc:
                 # Malformed: no retry can help.
                 await self._dead_letter(entry, str(exc), deliveries=1)
-        overdelivered = await self._overdelivered([e for e, _ in events if e.reclaimed])
-        for entry, deliveries in overdelivered:
-            await self._dead_letter(entry, "delivered too often without being stored", deliveries)
-        dead = {entry.entry_id for entry, _ in overdelivered}
-        applicable = [(e, ev) for e, ev in events if e.entry_id not in dead]
-        stored = await self._store(applicable, stop)
+        stored = await self._store(events, stop)
         await self._acknowledge(stored)
-
-    async def _overdelivered(self, reclaimed: list[Entry]) -> list[tuple[Entry, int]]:
-        """Reclaimed entries whose delivery count says they keep killing their consumers."""
-        if not reclaimed:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for entry in reclaimed:
-            queued(pipe.xpending_range(
-                keys.events(entry.sale_id), keys.ORDER_STORE_GROUP,
-                min=entry.entry_id, max=entry.entry_id, count=1,
-            ))  # fmt: skip
-        found: list[tuple[Entry, int]] = []
-        for entry, reply in zip(reclaimed, await pipe.execute(), strict=True):
-            deliveries = int(reply[0]["times_delivered"]) if reply else 0
-            if deliveries > self._settings.max_deliveries:
-                found.append((entry, deliveries))
-        return found
 
     async def _store(
         self, events: list[tuple[Entry, OrderEvent]], stop: asyncio.Event | None
@@ -219,13 +199,15 @@ class OrderQueue:
             try:
                 await self._sink.apply(events)
                 self._metrics.sink_write_seconds.observe(time.perf_counter() - started)
-                return
             except SinkUnavailableError as exc:
                 self._metrics.sink_failures.labels("unavailable").inc()
-                log.warning("order store unavailable (%s); next try in %.2fs", exc, backoff.delay)
+                self._health.down(exc)
                 if stop is not None and stop.is_set():
                     raise
                 await backoff.wait(stop)
+            else:
+                self._health.up()
+                return
 
     async def _acknowledge(self, entries: list[Entry]) -> None:
         if not entries:

@@ -77,7 +77,7 @@ async def dead_letters(request: web.Request) -> web.Response:
             ProblemCode.INVALID_REQUEST,
             f"limit: must be an integer from 1 to {DEAD_LETTER_LIMIT_MAX}",
         )
-    letters = await request.app[STORE].dead_letters(int(raw))
+    letters = await request.app[STORE].dead_letters.newest(int(raw))
     return respond(request, DeadLetterList(dead_letters=letters))
 
 
