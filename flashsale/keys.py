@@ -57,6 +57,11 @@ def dead_letters(sale_id: str) -> str:
     return f"{_sale_prefix(sale_id)}:dead"
 
 
+def counted(sale_id: str, batch_id: str) -> str:
+    """Marks a batch of locally answered counts as added, so a retry adds nothing."""
+    return f"{_sale_prefix(sale_id)}:counted:{batch_id}"
+
+
 def idempotency(sale_id: str, user_id: str, key: str) -> str:
     # The user id's length keeps ("a:b", "c") and ("a", "b:c") apart.
     return f"{_sale_prefix(sale_id)}:idem:{len(user_id)}:{user_id}:{key}"

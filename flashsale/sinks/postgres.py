@@ -56,7 +56,10 @@ class PostgresSink:
                 pool = await asyncpg.create_pool(
                     # No floor of idle connections: after the server ends them (a failover, a
                     # restart) the pool reconnects on use, not in a background task.
-                    self._dsn, min_size=0, max_size=4, timeout=_CONNECT_TIMEOUT_SECONDS
+                    self._dsn,
+                    min_size=0,
+                    max_size=4,
+                    timeout=_CONNECT_TIMEOUT_SECONDS,
                 )
                 async with pool.acquire() as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)

@@ -64,6 +64,11 @@ class CircuitBreaker:
         if self._state is not BreakerState.CLOSED:
             self._set(BreakerState.CLOSED)
 
+    def record_abandoned(self) -> None:
+        """The caller gave up waiting (its deadline): nothing was learnt about Redis, so the
+        call counts neither way, but a probe that was abandoned lets the next one through."""
+        self._probing = False
+
     def record_failure(self) -> None:
         self._probing = False
         self._failures += 1

@@ -36,8 +36,8 @@ class RedisGuard:
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[None]:
-        """Failures (errors, and calls cut short by a request's deadline) open the breaker;
-        successes close it."""
+        """Failures open the breaker, successes close it; a call cut short by the caller's
+        deadline is neither (a shopper's patience says nothing about Redis)."""
         breaker = self._breaker
         if breaker is not None and not breaker.allow():
             raise BreakerOpenError(breaker.retry_after())
@@ -45,7 +45,7 @@ class RedisGuard:
             yield
         except asyncio.CancelledError:
             if breaker is not None:
-                breaker.record_failure()
+                breaker.record_abandoned()
             raise
         except Exception as exc:
             failure = unavailable(exc)

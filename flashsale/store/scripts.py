@@ -26,6 +26,9 @@ from flashsale.store.outcomes import (
 )
 
 ScriptObserver = Callable[[str, float], None]
+# A batch of counts is retried every second until Redis takes it; an hour covers any outage
+# a process lives through with the batch in hand.
+COUNTED_MARKER_TTL_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -194,10 +197,15 @@ class Scripts:
         )
         return int(removed)
 
-    async def add_counts(self, sale_id: str, attempts: int, rejected: int, shed: int) -> bool:
-        """Adds answers a process gave on its own to the sale's counters; False: no sale."""
+    async def add_counts(
+        self, sale_id: str, batch_id: str, attempts: int, rejected: int, shed: int
+    ) -> bool:
+        """Adds answers a process gave on its own to the sale's counters, once per batch id;
+        False when there is no such sale."""
         added = await self._call(
-            self._bound.add_counts, [keys.sale(sale_id)], [attempts, rejected, shed]
+            self._bound.add_counts,
+            [keys.sale(sale_id), keys.counted(sale_id, batch_id)],
+            [attempts, rejected, shed, COUNTED_MARKER_TTL_MS],
         )
         return bool(added)
 

@@ -160,3 +160,18 @@ async def test_confirms_racing_several_sweepers_have_one_winner(
     events = await redis.xrange(keys.events(sale.sale_id)) or []
     finals = [f["order_id"] for _id, f in events if f and f["type"] != "reserved"]
     assert sorted(finals) == sorted(order_ids)
+
+
+async def test_a_batch_of_local_counts_is_added_once_however_often_it_is_sent(
+    store: SaleStore, redis: Redis
+) -> None:
+    sale = await new_sale(store)
+    scripts = Scripts.register(redis)
+    for _ in range(3):  # a lost reply, retried by the client and by the next flush
+        assert await scripts.add_counts(sale.sale_id, "batch-1", 5, 3, 2)
+    assert await scripts.add_counts(sale.sale_id, "batch-2", 1, 1, 0)
+    after = await store.get_sale(sale.sale_id)
+    assert after is not None
+    counters = after.counters
+    assert (counters["attempts"], counters["rejected"], counters["shed"]) == (6, 4, 2)
+    assert not await scripts.add_counts("no-such-sale", "batch-1", 1, 1, 0)

@@ -58,3 +58,19 @@ def test_a_failed_probe_opens_it_again_for_the_full_time() -> None:
     assert state(breaker) is BreakerState.OPEN
     assert breaker.retry_after() == 2.0
     assert not breaker.allow()
+
+
+def test_calls_abandoned_at_their_deadline_neither_open_nor_close_it() -> None:
+    breaker, clock, _changes = make()
+    for _ in range(10):
+        assert breaker.allow()
+        breaker.record_abandoned()
+    assert state(breaker) is BreakerState.CLOSED
+    for _ in range(3):
+        breaker.record_failure()
+    clock.now += 2.0
+    assert breaker.allow()  # the half-open probe...
+    assert not breaker.allow()
+    breaker.record_abandoned()  # ...given up by its caller: the next call may probe
+    assert state(breaker) is BreakerState.HALF_OPEN
+    assert breaker.allow()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis import exceptions as redis_errors
 
-from flashsale.store.guard import unavailable
+from flashsale.store.breaker import BreakerState, CircuitBreaker
+from flashsale.store.guard import RedisGuard, unavailable
 
 
 @pytest.mark.parametrize(
@@ -34,3 +37,13 @@ def test_outages_are_unavailable(exc: Exception) -> None:
 )
 def test_bugs_are_not_dressed_up_as_outages(exc: Exception) -> None:
     assert unavailable(exc) is None
+
+
+async def test_a_call_cut_short_by_its_deadline_is_not_a_redis_failure() -> None:
+    breaker = CircuitBreaker(failure_threshold=2, open_seconds=1.0)
+    guard = RedisGuard(breaker)
+    for _ in range(5):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01), guard():
+                await asyncio.Event().wait()  # Redis stalls; the shopper's deadline passes
+    assert breaker.state is BreakerState.CLOSED
