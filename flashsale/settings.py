@@ -53,6 +53,7 @@ class RedisSettings(_Section, frozen=True):
     max_connections: PositiveInt
     connect_timeout_seconds: Annotated[float, Meta(ge=0.01)]
     socket_timeout_seconds: Annotated[float, Meta(ge=0.01)]
+    embedded_max_memory_mb: NonNegativeInt
 
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(_REDIS_SCHEMES):

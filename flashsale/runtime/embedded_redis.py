@@ -17,11 +17,15 @@ from redis.asyncio import Redis
 from flashsale.errors import EmbeddedRedisError
 from flashsale.runtime.loop import die_with_parent
 from flashsale.runtime.redis_server import free_port, redis_server_command
+from flashsale.runtime.secrets_file import read_or_create_secret, write_private
+from flashsale.settings import Settings
 
 log = logging.getLogger("flashsale.embedded_redis")
 
 RUNTIME_FILE = "embedded-redis.json"
 LOCK_FILE = "owner.lock"
+PASSWORD_FILE = "password"  # noqa: S105 - a file name, not a secret
+CONFIG_FILE = "redis.conf"
 _STOP_GRACE_SECONDS = 10.0
 _RESTART_BACKOFF_MAX_SECONDS = 5.0
 INSTALL_HINT = (
@@ -31,21 +35,41 @@ INSTALL_HINT = (
 
 
 class EmbeddedRedis:
-    """Owns one redis-server process with its data under `data_dir/redis`."""
+    """Owns one redis-server process with its data under `data_dir/redis`. It listens on
+    loopback only and asks for a password that lives in a 0600 file of the data dir, so no
+    other local user can reach the stock."""
 
-    def __init__(self, data_dir: Path, binary: str, startup_timeout: float) -> None:
+    def __init__(
+        self, data_dir: Path, binary: str, startup_timeout: float, max_memory_bytes: int
+    ) -> None:
         self._dir = (data_dir / "redis").resolve()
         self._runtime_file = data_dir.resolve() / RUNTIME_FILE
         self._binary = binary
         self._startup_timeout = startup_timeout
+        self._max_memory_bytes = max_memory_bytes
+        self._password = ""
         self._port = 0
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self._lock_fd: int | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmbeddedRedis:
+        return cls(
+            settings.data_dir,
+            settings.redis.server_binary,
+            settings.redis.startup_timeout_seconds,
+            embedded_max_memory_bytes(settings.redis.embedded_max_memory_mb),
+        )
+
     @property
     def url(self) -> str:
+        return f"redis://:{self._password}@127.0.0.1:{self._port}/0"
+
+    @property
+    def address(self) -> str:
+        """Where it listens, without the password (for logs)."""
         return f"redis://127.0.0.1:{self._port}/0"
 
     async def start(self) -> str:
@@ -54,7 +78,11 @@ class EmbeddedRedis:
             raise EmbeddedRedisError(f"{self._binary!r} was not found: {INSTALL_HINT}")
         self._binary = executable
         self._dir.mkdir(parents=True, exist_ok=True)
+        self._dir.chmod(0o700)
         self._take_ownership()
+        self._password = read_or_create_secret(self._dir / PASSWORD_FILE)
+        # requirepass in a 0600 file, not on the command line, where `ps` would show it.
+        write_private(self._dir / CONFIG_FILE, f'requirepass "{self._password}"\n')
         self._port = free_port()
         await self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(), name="embedded-redis")
@@ -96,7 +124,14 @@ class EmbeddedRedis:
 
     async def _spawn(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
-            *redis_server_command(self._binary, self._port, self._dir, durable=True),
+            *redis_server_command(
+                self._binary,
+                self._port,
+                self._dir,
+                durable=True,
+                config_file=self._dir / CONFIG_FILE,
+                extra=["--maxmemory", str(self._max_memory_bytes)],
+            ),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -106,12 +141,16 @@ class EmbeddedRedis:
             start_new_session=True,
         )
         await self._wait_until_ready()
-        self._runtime_file.write_text(
-            json.dumps({"url": self.url, "pid": self._process.pid, "owner_pid": os.getpid()})
+        # It names the password: readable by this user only, like the password file.
+        write_private(
+            self._runtime_file,
+            json.dumps({"url": self.url, "pid": self._process.pid, "owner_pid": os.getpid()}),
         )
         log.info(
-            "embedded redis-server pid %d on %s, data in %s", self._process.pid, self.url, self._dir
-        )
+            "embedded redis-server pid %d on %s (password in %s), maxmemory %d MiB, data in %s",
+            self._process.pid, self.address, self._dir / PASSWORD_FILE,
+            self._max_memory_bytes // 2**20, self._dir,
+        )  # fmt: skip
 
     async def _wait_until_ready(self) -> None:
         assert self._process is not None
@@ -154,3 +193,17 @@ class EmbeddedRedis:
                     log.error("restarting redis-server failed: %s; next try in %.1fs", exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, _RESTART_BACKOFF_MAX_SECONDS)
+
+
+def embedded_max_memory_bytes(configured_mb: int) -> int:
+    """The configured limit, or (0) a quarter of the memory this process may use: the
+    machine's, or its container's when that is smaller. Past it, with noeviction, Redis
+    refuses writes (the engine answers 503) instead of the kernel killing it."""
+    if configured_mb:
+        return configured_mb * 2**20
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            available = min(available, int(limit))
+    return max(available // 4, 64 * 2**20)

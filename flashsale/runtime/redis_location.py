@@ -33,12 +33,10 @@ async def located_redis(settings: Settings) -> AsyncIterator[str]:
         return
     url = running_embedded_url(settings)
     if url is not None:
-        log.info("using the embedded Redis of the running service: %s", url)
+        log.info("using the embedded Redis of the running service (%s)", RUNTIME_FILE)
         yield url
         return
-    embedded = EmbeddedRedis(
-        settings.data_dir, settings.redis.server_binary, settings.redis.startup_timeout_seconds
-    )
+    embedded = EmbeddedRedis.from_settings(settings)
     log.info("no service running on %s: starting its Redis for this command", settings.data_dir)
     try:
         yield await embedded.start()

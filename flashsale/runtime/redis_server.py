@@ -22,15 +22,23 @@ def free_port() -> int:
 
 
 def redis_server_command(
-    binary: str, port: int, directory: Path, *, durable: bool, extra: Sequence[str] = ()
+    binary: str,
+    port: int,
+    directory: Path,
+    *,
+    durable: bool,
+    extra: Sequence[str] = (),
+    config_file: Path | None = None,
 ) -> list[str]:
     """A loopback-only redis-server with its data in `directory`. Durable: every write is in
-    the AOF and fsynced before Redis answers (what the engine needs for its holds)."""
+    the AOF and fsynced before Redis answers (what the engine needs for its holds).
+    `config_file` carries what must not appear on a command line (a password)."""
     persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else [
         "--appendonly", "no"
     ]  # fmt: skip
     return [
         binary,
+        *([str(config_file)] if config_file else []),
         "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
         "--dir", str(directory), "--save", "", *persistence,
         "--maxmemory-policy", "noeviction", "--daemonize", "no",

@@ -21,11 +21,7 @@ async def serve(settings: Settings) -> None:
     embedded: EmbeddedRedis | None = None
     try:
         if not settings.redis.url:
-            embedded = EmbeddedRedis(
-                settings.data_dir,
-                settings.redis.server_binary,
-                settings.redis.startup_timeout_seconds,
-            )
+            embedded = EmbeddedRedis.from_settings(settings)
             settings = settings.replace(redis_url=await embedded.start())
         token, token_file = resolve_admin_token(settings.admin.token, settings.data_dir)
         settings = settings.replace(admin_token=token)

@@ -12,17 +12,28 @@ from redis import exceptions as redis_errors
 from flashsale.errors import BreakerOpenError, StoreUnavailableError
 from flashsale.store.breaker import CircuitBreaker
 
-# Redis error codes that mean "not now" rather than "this script is wrong" (matched as the
-# whole first word: BUSYGROUP, say, is not BUSY).
+# Redis refusals that mean "not now" rather than "this script is wrong". redis-py turns some
+# into classes of their own and drops the code from the message (OOM, READONLY, MASTERDOWN,
+# TRYAGAIN, LOADING, CLUSTERDOWN); the others keep it as the message's first word (matched
+# whole: BUSYGROUP, say, is not BUSY).
+_UNAVAILABLE_CLASSES = (
+    redis_errors.ConnectionError,  # BusyLoadingError (LOADING) is one
+    redis_errors.TimeoutError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.ReadOnlyError,
+    redis_errors.ClusterDownError,  # MasterDownError (MASTERDOWN) is one
+    redis_errors.TryAgainError,
+)
 _UNAVAILABLE_CODES = frozenset(
     {"OOM", "READONLY", "MASTERDOWN", "BUSY", "LOADING", "MISCONF", "TRYAGAIN"}
 )
 
 
 def unavailable(exc: BaseException) -> StoreUnavailableError | None:
-    """The StoreUnavailableError a Redis failure amounts to, or None for a bug (a script error)."""
-    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
-        return StoreUnavailableError(f"Redis did not answer: {exc}")
+    """The StoreUnavailableError a Redis failure amounts to, or None for a bug (a script
+    error)."""
+    if isinstance(exc, _UNAVAILABLE_CLASSES):
+        return StoreUnavailableError(f"Redis is unavailable: {type(exc).__name__}: {exc}")
     if isinstance(exc, redis_errors.ResponseError):
         code = str(exc).split(" ", 1)[0]
         if code in _UNAVAILABLE_CODES:

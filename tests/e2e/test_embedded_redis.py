@@ -10,11 +10,13 @@ import socket
 import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 
 from flashsale.runtime.admin_token import TOKEN_FILE
-from flashsale.runtime.embedded_redis import RUNTIME_FILE
+from flashsale.runtime.embedded_redis import PASSWORD_FILE, RUNTIME_FILE
 from flashsale.runtime.redis_server import free_port
 from tests import sync_http as http
 from tests.helpers import sale_body
@@ -153,3 +155,31 @@ def test_a_port_in_use_is_one_clear_line(tmp_path: Path, workers: str) -> None:
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_one_without_the_password_reaches_the_embedded_redis(tmp_path: Path) -> None:
+    with flashsale_service(tmp_path / "data") as service:
+        runtime = service.data_dir / RUNTIME_FILE
+        password_file = service.data_dir / "redis" / PASSWORD_FILE
+        for private in (runtime, password_file, service.data_dir / "redis" / "redis.conf"):
+            assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+        assert stat.S_IMODE((service.data_dir / "redis").stat().st_mode) == 0o700
+        url = json.loads(runtime.read_text())["url"]
+        address = urlsplit(url)
+        password = password_file.read_text().strip()
+        assert address.password == password
+        assert address.hostname == "127.0.0.1"
+
+        stranger = redis.Redis(host="127.0.0.1", port=address.port, socket_timeout=5)
+        with pytest.raises(redis.AuthenticationError):
+            stranger.hset("fs:{launch}:sale", "stock_left", 1_000_000)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(
+                host="127.0.0.1", port=address.port, password="guess", socket_timeout=5
+            ).ping()
+        stranger.close()
+        owner = redis.Redis.from_url(url)
+        maxmemory = owner.config_get("maxmemory")["maxmemory"]
+        assert int(str(maxmemory)) >= 64 * 2**20
+        owner.close()
+    assert password not in service.log()
