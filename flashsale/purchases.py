@@ -48,13 +48,10 @@ class Purchases:
         Redis cannot be asked; every other answer is the outcome."""
         admission, metrics = self._admission, self._metrics
         admission.check_user_rate(sale_id, user_id)
-        # A request with an Idempotency-Key may be the retry of a purchase that succeeded
-        # before the sale sold out: only Redis knows its first answer.
-        if idempotency_key is None and admission.sold_out.is_sold_out(sale_id):
-            metrics.sold_out_local.inc()
-            metrics.count_attempt(Rejection.SOLD_OUT.value)
-            admission.counts.rejected(sale_id)
-            return Rejected(Rejection.SOLD_OUT)
+        if admission.sold_out.is_sold_out(sale_id):
+            return await self._answer_sold_out(
+                sale_id, user_id, quantity, idempotency_key, fingerprint, deadline
+            )
         async with asyncio.timeout_at(deadline):
             outcome = await self._store.purchase(
                 sale_id,
@@ -72,6 +69,34 @@ class Purchases:
         else:
             metrics.count_attempt("ok")
         return outcome
+
+    async def _answer_sold_out(
+        self,
+        sale_id: str,
+        user_id: str,
+        quantity: int,
+        idempotency_key: str | None,
+        fingerprint: str,
+        deadline: float,
+    ) -> PurchaseOutcome:
+        """A sold-out sale's answer, without the stock. A request with an Idempotency-Key may
+        be the retry of a purchase that succeeded before the sale sold out: Redis is asked
+        for that first answer only (a read; a fresh key writes nothing and is not stored),
+        so fresh keys cannot be used to reach the stock past the flag."""
+        if idempotency_key is not None:
+            async with asyncio.timeout_at(deadline):
+                stored = await self._store.stored_answer(
+                    sale_id, user_id, quantity, idempotency_key, fingerprint
+                )
+            if stored.replayed:
+                self._metrics.count_attempt(
+                    stored.reason.value if isinstance(stored, Rejected) else "ok"
+                )
+                return stored
+        self._metrics.sold_out_local.inc()
+        self._metrics.count_attempt(Rejection.SOLD_OUT.value)
+        self._admission.counts.rejected(sale_id)
+        return Rejected(Rejection.SOLD_OUT)
 
     async def confirm(self, order_id: str, *, deadline: float) -> OrderRecord | Rejected:
         return await self._finish(order_id, confirm=True, deadline=deadline)

@@ -4,8 +4,11 @@
 --
 -- sale    = {sale_key, held_key, holds_key, events_key, orders_key, sale_id, idem_ttl_ms,
 --            max_backlog}
--- attempt = {order_key, idem_key, order_id, user_id, quantity, fingerprint, idempotency_key}
---           (fingerprint "" when the attempt carries no idempotency key)
+-- attempt = {order_key, idem_key, order_id, user_id, quantity, fingerprint, idempotency_key,
+--            replay_only}
+--           (fingerprint "" when the attempt carries no idempotency key; replay_only true:
+--            answer only from what is stored, and write nothing - the app's sold-out flag
+--            is up, so an attempt not seen before is sold_out without reaching the stock)
 --
 -- Returns {outcome, order_id, created_at_ms, expires_at_ms, replayed, stock_left}:
 --   outcome "ok"                                   the units are held (or were, for a replay)
@@ -15,7 +18,10 @@
 --   outcome "overloaded"                           the order store is behind by max_backlog;
 --                                                  nothing is taken or remembered
 --   replayed is 1 when the answer is a stored one (same attempt or same idempotency key);
---   stock_left is the sale's stock after this attempt (-1 when the answer is a replay).
+--   stock_left is the sale's stock after this attempt (-1 when the answer is a replay or
+--   replay_only found nothing stored).
+-- An idempotency record of a reservation lives idem_ttl_ms past the end of its hold (a retry
+-- while the units are held always finds it); one of a refusal lives idem_ttl_ms.
 -- Everything is checked before anything is written: Redis does not roll back a script
 -- that fails half-way.
 
@@ -25,6 +31,7 @@ local function purchase_one(sale, attempt)
   local sale_id, idem_ttl_ms, max_backlog = sale[6], sale[7], sale[8]
   local order_key, idem_key, order_id, user_id = attempt[1], attempt[2], attempt[3], attempt[4]
   local quantity, fingerprint, idempotency_key = attempt[5], attempt[6], attempt[7]
+  local replay_only = attempt[8]
 
   -- A retried call (client retry after a lost reply) carries the same order id.
   local stored = redis.call('HMGET', order_key, 'created_at', 'expires_at')
@@ -42,6 +49,9 @@ local function purchase_one(sale, attempt)
       return {first[2], first[3] or '', tonumber(first[4] or '0'), tonumber(first[5] or '0'),
         1, -1}
     end
+  end
+  if replay_only then
+    return {'sold_out', '', 0, 0, 0, -1}
   end
 
   local fields = redis.call('HMGET', sale_key,
@@ -109,7 +119,11 @@ local function purchase_one(sale, attempt)
   if fingerprint ~= '' then
     redis.call('HSET', idem_key, 'fingerprint', fingerprint, 'outcome', outcome,
       'order_id', order_id, 'created_at', created_at, 'expires_at', expires_at)
-    redis.call('PEXPIRE', idem_key, idem_ttl_ms)
+    local ttl = idem_ttl_ms
+    if outcome == 'ok' then
+      ttl = idem_ttl_ms + hold_seconds * 1000
+    end
+    redis.call('PEXPIRE', idem_key, ttl)
   end
   return {outcome, order_id, created_at, expires_at, 0, stock_left}
 end

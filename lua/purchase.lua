@@ -19,9 +19,10 @@
 -- ARGV[6]  the idempotency key itself ("" without one), kept on the order for the audit
 -- ARGV[7]  most events the sale's stream may hold unprocessed (0: no bound)
 -- ARGV[8]  sale_id, for the event
+-- ARGV[9]  "1": replay only - answer a stored attempt, else sold_out with nothing written
 --
 -- Returns {outcome, order_id, created_at_ms, expires_at_ms, replayed, stock_left}.
 
 return purchase_one(
   {KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[7], ARGV[8], tonumber(ARGV[5]), tonumber(ARGV[7])},
-  {KEYS[3], KEYS[6], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6]})
+  {KEYS[3], KEYS[6], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[9] == '1'})

@@ -107,8 +107,16 @@ class Scripts:
         return _refusal(outcome)
 
     async def purchase(
-        self, sale_id: str, attempt: Attempt, idempotency_ttl_ms: int, max_backlog: int
+        self,
+        sale_id: str,
+        attempt: Attempt,
+        idempotency_ttl_ms: int,
+        max_backlog: int,
+        *,
+        replay_only: bool = False,
     ) -> PurchaseOutcome:
+        """One attempt. `replay_only`: the stored answer to this attempt or its idempotency
+        key, else sold_out with nothing written (the caller's sold-out flag is up)."""
         reply = await self._call(
             self._bound.purchase,
             [
@@ -120,6 +128,7 @@ class Scripts:
             [
                 attempt.order_id, attempt.user_id, attempt.quantity, attempt.fingerprint,
                 idempotency_ttl_ms, attempt.idempotency_key, max_backlog, sale_id,
+                "1" if replay_only else "",
             ],
         )  # fmt: skip
         return _purchase_outcome(sale_id, attempt, reply)

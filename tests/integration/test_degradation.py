@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from flashsale import keys
 from flashsale.api.app import create_app
 from flashsale.settings import Settings
 from tests.helpers import ADMIN, sale_body
@@ -68,6 +69,30 @@ async def test_an_idempotent_retry_is_answered_truthfully_after_sell_out(
     again = await buy(client, sale_id, "keyed", **{"Idempotency-Key": "press-1"})
     assert again.status == 201
     assert await again.json() == await first.json()
+
+
+async def test_fresh_idempotency_keys_cannot_reach_the_stock_past_the_flag(
+    client: Client, redis: Redis
+) -> None:
+    """A bot sending a new key with every press is answered from the flag: nothing is
+    written for it, so it can neither reach the stock nor fill Redis with records."""
+    sale_id = await create(client, stock=1)
+    assert (await buy(client, sale_id, "winner", **{"Idempotency-Key": "w-1"})).status == 201
+    assert (await buy(client, sale_id, "late")).status == 409  # flag raised
+    records = keys.idempotency(sale_id, "-", "-").split(":idem:")[0] + ":idem:*"
+    before = await script_calls(redis)
+    for i in range(30):
+        refused = await buy(client, sale_id, "bot", **{"Idempotency-Key": f"fresh-{i}"})
+        assert refused.status == 409
+        assert (await refused.json(content_type=None))["code"] == "sold_out"
+        assert "Idempotent-Replayed" not in refused.headers
+    assert [k async for k in redis.scan_iter(match=records)] == [
+        keys.idempotency(sale_id, "winner", "w-1")
+    ]
+    # Each was one read-only look for a first answer, plus at most the counts' flush.
+    assert await script_calls(redis) - before <= 31
+    sale = await (await client.get(f"/admin/sales/{sale_id}", headers=ADMIN)).json()
+    assert sale["counts"]["reserved"] == 1
 
 
 @pytest.fixture
