@@ -115,27 +115,40 @@ async def test_sweeper_releases_due_holds_only(store: SaleStore, redis: Redis) -
 async def test_confirms_racing_several_sweepers_have_one_winner(
     store: SaleStore, redis: Redis
 ) -> None:
-    """200 holds expire at nearly the same instant while confirms and 3 sweepers race."""
+    """200 holds expire within a few milliseconds of each other while 3 sweepers run and
+    confirms arrive in waves from just before the expiry to just after it: some confirms win,
+    some holds expire, and each order ends exactly one way."""
     sale = await new_sale(store, stock=200, hold_seconds=1, per_user_limit=1)
-    order_ids = [await reserve(store, sale.sale_id, f"r{i}") for i in range(200)]
-    first = await store.get_order(order_ids[0])
-    assert first is not None
+    # Reserved together (a few script calls), so their expiries are close.
+    order_ids = list(
+        await asyncio.gather(*(reserve(store, sale.sale_id, f"r{i}") for i in range(200)))
+    )
+    expiries = []
+    for order_id in order_ids:
+        order = await store.get_order(order_id)
+        assert order is not None
+        expiries.append(order.expires_at)
     scripts = Scripts.register(redis)
     sweepers = [HoldSweeper(redis, scripts, Metrics(), batch_size=50) for _ in range(3)]
-    # Fire right around the first hold's expiry, so that some confirms land before it and
-    # some after, and the sweepers pick holds off at the same moments.
-    await redis_time_reaches(redis, first.expires_at - 30, interval=0.005)
+    await redis_time_reaches(redis, min(expiries) - 150, interval=0.005)
 
     async def sweep_repeatedly(sweeper: HoldSweeper) -> None:
-        for _ in range(20):
+        for _ in range(60):
             await sweeper.sweep_once()
             await asyncio.sleep(0.005)
 
-    results = await asyncio.gather(
-        *(store.confirm(order_id) for order_id in order_ids),
-        *(sweep_repeatedly(s) for s in sweepers),
-    )
-    answers = results[: len(order_ids)]
+    async def confirm_in_waves() -> list[object]:
+        """Ten at a time, every 10 ms: about 150 ms before the expiry to 50 ms after it."""
+        answers: list[object] = []
+        for start in range(0, len(order_ids), 10):
+            wave = order_ids[start : start + 10]
+            answers += await asyncio.gather(*(store.confirm(o) for o in wave))
+            await asyncio.sleep(0.01)
+        return answers
+
+    confirming = asyncio.create_task(confirm_in_waves())
+    await asyncio.gather(confirming, *(sweep_repeatedly(s) for s in sweepers))
+    answers = confirming.result()
     for sweeper in sweepers:  # settle anything still due
         await sweeper.sweep_once()
 
@@ -150,6 +163,8 @@ async def test_confirms_racing_several_sweepers_have_one_winner(
             assert answer == Rejected(Rejection.ORDER_NOT_PENDING)
             assert order.status == "expired"
             expired += 1
+    assert confirmed > 0, "no confirm beat the expiry: the race was not run"
+    assert expired > 0, "every confirm beat the expiry: the race was not run"
     after = await store.get_sale(sale.sale_id)
     assert after is not None
     assert after.stock_left == expired

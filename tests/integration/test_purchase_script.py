@@ -138,6 +138,24 @@ async def test_concurrent_purchases_never_oversell(store: SaleStore, redis: Redi
     assert after.stock_left <= 1
 
 
+async def test_concurrent_multi_unit_purchases_never_take_more_than_is_left(
+    store: SaleStore, redis: Redis
+) -> None:
+    """An odd stock and only pairs asked for: the last unit can go to nobody, however the
+    attempts interleave."""
+    sale = await new_sale(store, stock=51, per_user_limit=2)
+    outcomes = await asyncio.gather(
+        *(store.purchase(sale.sale_id, f"pair-{i}", 2) for i in range(100))
+    )
+    reserved = [o for o in outcomes if isinstance(o, Reservation)]
+    after = await store.get_sale(sale.sale_id)
+    assert after is not None
+    assert len(reserved) == 25
+    assert after.stock_left == 1
+    assert sum((await units_held_in_orders(redis, sale.sale_id)).values()) == 50
+    assert {o.reason for o in outcomes if isinstance(o, Rejected)} == {Rejection.SOLD_OUT}
+
+
 async def test_purchases_keep_working_across_script_flush(store: SaleStore, redis: Redis) -> None:
     sale = await new_sale(store, stock=200, per_user_limit=1)
 
