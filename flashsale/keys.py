@@ -4,6 +4,9 @@ PREFIX = "fs"
 
 # Global keys (not tied to one sale's slot).
 SALES_INDEX = f"{PREFIX}:sales"
+# The sales the worker and the sweeper still visit: not yet retired (retire_sale.lua), so
+# their idle cost follows the sales in play, not every sale ever created.
+ACTIVE_SALES = f"{PREFIX}:sales:active"
 
 # Scripts publish a sale id here when its stock comes back (cancel, expiry, add_stock).
 STOCK_BACK_CHANNEL = f"{PREFIX}:stock-back"

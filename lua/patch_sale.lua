@@ -10,6 +10,7 @@
 --
 -- Returns {outcome, now_ms}: outcome "ok", "not_found", "sale_ended" (ended by an
 -- operator: final) or "invalid_window" (ends_at would not be after starts_at).
+-- A change may give a retired sale work again (a window reopened): it is no longer retired.
 
 local now = redis_now_ms()
 local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'ended_at')
@@ -31,6 +32,7 @@ if ARGV[1] ~= '' then
   redis.call('PUBLISH', STOCK_BACK_CHANNEL, ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'starts_at', starts_at, 'ends_at', ends_at)
+redis.call('HDEL', KEYS[1], 'retired')
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'paused', ARGV[4])
 end

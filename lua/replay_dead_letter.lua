@@ -5,6 +5,7 @@
 --
 -- KEYS[1]  dead letters   fs:{sale}:dead
 -- KEYS[2]  events stream  fs:{sale}:events
+-- KEYS[3]  sale hash      fs:{sale}:sale (no longer retired: the worker has work there)
 -- ARGV[1]  the dead letter's entry id (in KEYS[1])
 --
 -- Returns the new entry id on the events stream, or "" when there was no such dead letter.
@@ -28,4 +29,5 @@ if #event == 0 then
 end
 local entry_id = redis.call('XADD', KEYS[2], '*', unpack(event))
 redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], 'retired')
 return entry_id

@@ -16,6 +16,7 @@ from flashsale.runtime.loop import stop_event_on_signals
 from flashsale.runtime.redis_location import located_redis
 from flashsale.settings import Settings
 from flashsale.sinks import OrderSink, open_sink
+from flashsale.store.active_sales import ActiveSales
 from flashsale.store.client import connect
 from flashsale.store.dead_letters import DeadLetters
 from flashsale.store.scripts import Scripts
@@ -78,7 +79,7 @@ async def run_dead_letters(
     """`list` prints the dead letters; `replay` puts them back on their streams (the order
     worker then takes them again), and replaying twice changes nothing."""
     async with engine(settings) as parts:
-        letters = DeadLetters(parts.redis, parts.scripts)
+        letters = DeadLetters(parts.redis, parts.scripts, ActiveSales(parts.redis, parts.scripts))
         if action == "replay":
             replayed = await letters.replay(sale_id)
             for r in replayed:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from flashsale import keys
 from flashsale.records import DeadLetter
+from flashsale.store.active_sales import ActiveSales
 from flashsale.store.client import queued
 from flashsale.store.guard import RedisGuard
 from flashsale.store.scripts import Scripts
@@ -23,9 +24,16 @@ class Replayed:
 
 
 class DeadLetters:
-    def __init__(self, redis: Redis, scripts: Scripts, guard: RedisGuard | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        active: ActiveSales,
+        guard: RedisGuard | None = None,
+    ) -> None:
         self._redis = redis
         self._scripts = scripts
+        self._active = active
         self._guard = guard or RedisGuard(None)
 
     async def newest(self, limit: int, sale_id: str | None = None) -> list[DeadLetter]:
@@ -52,6 +60,7 @@ class DeadLetters:
                 for dead_id, _fields in await self._redis.xrange(keys.dead_letters(sid)) or []:
                     entry_id = await self._scripts.replay_dead_letter(sid, str(dead_id))
                     if entry_id is not None:
+                        await self._active.add(sid)  # the worker must visit it again
                         replayed.append(Replayed(sid, str(dead_id), entry_id))
         return replayed
 

@@ -11,6 +11,7 @@ from flashsale import keys
 from flashsale.errors import StoreUnavailableError
 from flashsale.ids import new_order_id, sale_ref
 from flashsale.records import NewSale, OrderRecord, OrderStatus, SaleChange, SaleRecord
+from flashsale.store.active_sales import ActiveSales
 from flashsale.store.batcher import PurchaseBatcher
 from flashsale.store.breaker import CircuitBreaker
 from flashsale.store.client import queued
@@ -48,7 +49,8 @@ class SaleStore:
         self._guard = RedisGuard(breaker)
         self._batcher: PurchaseBatcher | None = None
         self._sale_of_ref: dict[str, str] = {}
-        self.dead_letters = DeadLetters(redis, scripts, self._guard)
+        self.active = ActiveSales(redis, scripts)
+        self.dead_letters = DeadLetters(redis, scripts, self.active, self._guard)
 
     def use_batcher(self, batcher: PurchaseBatcher) -> None:
         """Purchases from now on go through `batcher` (which calls purchase_batch)."""
@@ -68,6 +70,7 @@ class SaleStore:
                     # Two ids sharing a 50-bit ref: astronomically rare, but never silent.
                     return Rejected(Rejection.SALE_EXISTS)
             await self._redis.sadd(keys.SALES_INDEX, sale_id)
+            await self.active.add(sale_id)
             refused = await self._scripts.create_sale(sale_id, ref, sale)
         return refused or await self._read_sale_or_fail(sale_id)
 
@@ -93,6 +96,8 @@ class SaleStore:
     async def patch_sale(self, sale_id: str, change: SaleChange) -> SaleRecord | Rejected:
         async with self._guard():
             refused = await self._scripts.patch_sale(sale_id, change)
+            if refused is None:  # it may have reopened a retired sale
+                await self.active.add(sale_id)
         return refused or await self._read_sale_or_fail(sale_id)
 
     async def end_sale(self, sale_id: str) -> SaleRecord | Rejected:

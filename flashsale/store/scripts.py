@@ -52,6 +52,7 @@ class _Bound:
     trim_events: _Script
     add_counts: _Script
     replay_dead_letter: _Script
+    retire_sale: _Script
     probe: _Script
 
 
@@ -223,10 +224,19 @@ class Scripts:
         there was no such dead letter (replayed already)."""
         entry_id = await self._call(
             self._bound.replay_dead_letter,
-            [keys.dead_letters(sale_id), keys.events(sale_id)],
+            [keys.dead_letters(sale_id), keys.events(sale_id), keys.sale(sale_id)],
             [dead_letter_id],
         )
         return str(entry_id) or None
+
+    async def retire_sale(self, sale_id: str) -> bool:
+        """Marks the sale retired if it needs no more background work; whether it is."""
+        retired = await self._call(
+            self._bound.retire_sale,
+            [keys.sale(sale_id), keys.holds(sale_id), keys.events(sale_id)],
+            [],
+        )
+        return bool(retired)
 
 
 def _refusal(outcome: str) -> Rejected | None:

@@ -23,6 +23,7 @@ from flashsale.errors import PoisonEventError, SinkUnavailableError
 from flashsale.events import OrderEvent, parse_event
 from flashsale.metrics import Metrics
 from flashsale.sinks import OrderSink
+from flashsale.store.active_sales import ActiveSales
 from flashsale.store.client import queued
 from flashsale.store.scripts import Scripts
 from flashsale.worker.retry import Backoff
@@ -69,6 +70,7 @@ class OrderQueue:
         self._metrics = metrics
         self._gauges_at = 0.0
         self._health = StoreHealth(sink.description, metrics)
+        self._active = ActiveSales(redis, scripts)
 
     async def pass_once(self, stop: asyncio.Event | None = None) -> int:
         """Reads what is waiting on every sale's stream, stores it, acknowledges it.
@@ -77,7 +79,7 @@ class OrderQueue:
         retries the same batch with backoff until it succeeds or `stop` is set; entries not
         stored stay pending, for this or another consumer to take over.
         """
-        sale_ids = sorted(str(s) for s in await self._redis.smembers(keys.SALES_INDEX))
+        sale_ids = await self._active.ids()
         entries = await self._read(sale_ids)
         if entries:
             await self._handle(entries, stop)

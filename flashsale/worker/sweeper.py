@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from flashsale import keys
 from flashsale.metrics import Metrics
+from flashsale.store.active_sales import ActiveSales
 from flashsale.store.client import queued
 from flashsale.store.scripts import Scripts
 
@@ -22,6 +23,7 @@ class HoldSweeper:
         self._scripts = scripts
         self._metrics = metrics
         self._batch_size = batch_size
+        self._active = ActiveSales(redis, scripts)
 
     async def sweep_once(self) -> int:
         """Expires every hold due now, in every sale; returns how many."""
@@ -33,7 +35,7 @@ class HoldSweeper:
                 return total
 
     async def _sweep_batch(self) -> tuple[int, bool]:
-        sale_ids = sorted(str(s) for s in await self._redis.smembers(keys.SALES_INDEX))
+        sale_ids = await self._active.ids()
         if not sale_ids:
             return 0, False
         pipe = self._redis.pipeline(transaction=False)

@@ -15,12 +15,17 @@ from flashsale.metrics import Metrics
 from flashsale.pause import pause
 from flashsale.settings import Settings
 from flashsale.sinks import OrderSink
+from flashsale.store.active_sales import ActiveSales
 from flashsale.store.scripts import Scripts
 from flashsale.worker.consumer import OrderQueue, QueueSettings
 from flashsale.worker.retry import Backoff
 from flashsale.worker.sweeper import HoldSweeper
 
 log = logging.getLogger("flashsale.worker")
+
+# How often finished sales are looked for: a finished sale costs the loops a few commands a
+# pass until then, so seconds are plenty.
+RETIRE_INTERVAL_SECONDS = 5.0
 
 
 def consumer_name() -> str:
@@ -52,12 +57,15 @@ class Worker:
             metrics,
         )
         self.sweeper = HoldSweeper(redis, scripts, metrics, settings.worker.batch_size)
+        self.active = ActiveSales(redis, scripts)
         self._settings = settings
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set; the batch in hand is stored and acknowledged before returning."""
         queue_step = lambda: self.queue.pass_once(stop)  # noqa: E731
+        await self.active.seed()
         await asyncio.gather(
+            self._loop("retirement", self.active.retire_finished, RETIRE_INTERVAL_SECONDS, stop),
             self._loop("order queue", queue_step, self._settings.worker.idle_poll_seconds, stop),
             self._loop(
                 "hold sweeper",
@@ -68,11 +76,14 @@ class Worker:
         )
 
     async def burst(self) -> tuple[int, int]:
-        """Expires due holds and drains every stream, then returns (expired, events handled)."""
+        """Expires due holds and drains every stream, then returns (expired, events handled);
+        finished sales leave the index of those the loops visit."""
+        await self.active.seed()
         expired = await self.sweeper.sweep_once()
         handled = 0
         while (count := await self.queue.pass_once()) > 0:
             handled += count
+        await self.active.retire_finished()
         return expired, handled
 
     async def _loop(

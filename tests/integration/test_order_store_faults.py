@@ -22,6 +22,7 @@ from flashsale.metrics import Metrics
 from flashsale.records import OrderRecord
 from flashsale.settings import Settings
 from flashsale.sinks import OrderSink, open_sink
+from flashsale.store.active_sales import ActiveSales
 from flashsale.store.dead_letters import DeadLetters
 from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Scripts
@@ -256,7 +257,7 @@ async def test_dead_letters_replay_once_the_cause_is_fixed(
     quick = worker_settings(settings)
     await Worker(redis, scripts, RefusesOrder(sink, refused), quick, Metrics()).burst()
     assert set(await stored_states(sink, sale.sale_id)) == set(others)
-    letters = DeadLetters(redis, scripts)
+    letters = DeadLetters(redis, scripts, ActiveSales(redis, scripts))
     [dead] = await letters.newest(10, sale.sale_id)
     assert dead.event["order_id"] == refused
 
