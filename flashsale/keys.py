@@ -65,6 +65,11 @@ def counted(sale_id: str, batch_id: str) -> str:
     return f"{_sale_prefix(sale_id)}:counted:{batch_id}"
 
 
+def patch_applied(sale_id: str, change_id: str) -> str:
+    """Marks an operator's change as applied (with its body's fingerprint)."""
+    return f"{_sale_prefix(sale_id)}:patch:{change_id}"
+
+
 def idempotency(sale_id: str, user_id: str, key: str) -> str:
     # The user id's length keeps ("a:b", "c") and ("a", "b:c") apart.
     return f"{_sale_prefix(sale_id)}:idem:{len(user_id)}:{user_id}:{key}"

@@ -1,5 +1,7 @@
 --! include _time.lua
--- create_sale.lua: create a sale unless its id is taken.
+-- create_sale.lua: create a sale unless its id is taken. Safe to run twice: a retry of the
+-- same creation (a lost reply, resent by the client) finds its own creation id and answers
+-- ok again instead of sale_exists.
 --
 -- KEYS[1]  sale hash      fs:{sale}:sale
 -- KEYS[2]  events stream  fs:{sale}:events (created here with the order store's group)
@@ -8,12 +10,20 @@
 -- ARGV[4] stock (>= 1)  ARGV[5] starts_at ms  ARGV[6] ends_at ms
 -- ARGV[7] per_user_limit (>= 1)  ARGV[8] hold_seconds (>= 1)
 -- ARGV[9] the consumer group that hands events to the order store
+-- ARGV[10] the creation's id (named by the app before the call)
 --
 -- Returns {outcome, now_ms}: outcome "ok" or "sale_exists".
 
 local now = redis_now_ms()
-if redis.call('EXISTS', KEYS[1]) == 1 then
+local created_by = redis.call('HGET', KEYS[1], 'created_by')
+if created_by then
+  if created_by == ARGV[10] then
+    return {'ok', now}
+  end
   return {'sale_exists', now}
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'sale_exists', now}  -- made before creations had ids
 end
 -- The group exists before the first event, so the order store never misses one. A worker
 -- that saw the sale's id in the index a moment before this script ran may have created it
@@ -27,7 +37,7 @@ redis.call('HSET', KEYS[1],
   'stock_total', ARGV[4], 'stock_left', ARGV[4],
   'starts_at', ARGV[5], 'ends_at', ARGV[6], 'ended_at', 0, 'paused', 0,
   'per_user_limit', ARGV[7], 'peak_per_user_limit', ARGV[7], 'hold_seconds', ARGV[8],
-  'created_at', now,
+  'created_at', now, 'created_by', ARGV[10],
   'attempts', 0, 'rejected', 0, 'shed', 0,
   'u_reserved', 0, 'u_confirmed', 0, 'u_cancelled', 0, 'u_expired', 0,
   'o_reserved', 0, 'o_confirmed', 0, 'o_cancelled', 0, 'o_expired', 0)

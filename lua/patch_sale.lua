@@ -1,21 +1,34 @@
 --! include _time.lua
 --! include _constants.lua
--- patch_sale.lua: an operator's change to a sale; every given field or none is applied.
+-- patch_sale.lua: an operator's change to a sale; every given field or none is applied, and
+-- each change once: the change's id is remembered with the fingerprint of its body, so a
+-- retry (a lost reply resent by the client, or an operator repeating an Idempotency-Key)
+-- applies nothing twice - add_stock above all.
 --
 -- KEYS[1]  sale hash  fs:{sale}:sale
+-- KEYS[2]  the change's applied marker  fs:{sale}:patch:<change id>
 --
 -- ARGV[1] add_stock  ARGV[2] starts_at ms  ARGV[3] ends_at ms  ARGV[4] paused ("1"/"0")
 -- ARGV[5] per_user_limit        -- each "" when the operator did not send it
 -- ARGV[6] sale_id, announced on STOCK_BACK_CHANNEL when stock is added
+-- ARGV[7] fingerprint of the change  ARGV[8] how long the marker is kept, in ms
 --
--- Returns {outcome, now_ms}: outcome "ok", "not_found", "sale_ended" (ended by an
--- operator: final) or "invalid_window" (ends_at would not be after starts_at).
+-- Returns {outcome, now_ms}: outcome "ok" (also for a change applied before),
+-- "not_found", "sale_ended" (ended by an operator: final), "invalid_window" (ends_at would
+-- not be after starts_at) or "idempotency_conflict" (the id was used for another change).
 -- A change may give a retired sale work again (a window reopened): it is no longer retired.
 
 local now = redis_now_ms()
 local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'ended_at')
 if not sale[1] then
   return {'not_found', now}
+end
+local applied = redis.call('GET', KEYS[2])
+if applied then
+  if applied ~= ARGV[7] then
+    return {'idempotency_conflict', now}
+  end
+  return {'ok', now}
 end
 if tonumber(sale[3]) > 0 then
   return {'sale_ended', now}
@@ -33,6 +46,7 @@ if ARGV[1] ~= '' then
 end
 redis.call('HSET', KEYS[1], 'starts_at', starts_at, 'ends_at', ends_at)
 redis.call('HDEL', KEYS[1], 'retired')
+redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[8])
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'paused', ARGV[4])
 end

@@ -67,6 +67,12 @@ IDEMPOTENCY_HEADER: dict[str, Any] = {
     "answer the first answer again and never take stock twice.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$"},
 }
+OPERATOR_IDEMPOTENCY_HEADER: dict[str, Any] = {
+    **IDEMPOTENCY_HEADER,
+    "description": "A change repeated with the same key (scoped to the sale), within 24 h, is "
+    "applied once; the same key with another body answers 422. Without a key, the engine's own "
+    "retries are still applied once.",
+}
 DEAD_LETTER_LIMIT: dict[str, Any] = {
     "name": "limit",
     "in": "query",
@@ -99,7 +105,8 @@ ROUTES: tuple[Route, ...] = (
           "A sale with counts", 200, AdminSaleView, (400, 404, 503)),
     Route("PATCH", "/admin/sales/{sale_id}", admin.patch_sale, "patchSale", OPERATOR,
           "Change a sale: add stock, move the window, pause, change the per-user limit", 200,
-          AdminSaleView, (400, 404, 409, 413, 503), body=PatchSaleRequest),
+          AdminSaleView, (400, 404, 409, 413, 422, 503), body=PatchSaleRequest,
+          headers=(OPERATOR_IDEMPOTENCY_HEADER,)),
     Route("POST", "/admin/sales/{sale_id}/end", admin.end_sale, "endSale", OPERATOR,
           "End the sale now", 200, AdminSaleView, (400, 404, 503)),
     Route("GET", "/admin/dead-letters", admin.dead_letters, "listDeadLetters", OPERATOR,

@@ -18,8 +18,8 @@ def connect(settings: Settings, url: str | None = None) -> Redis:
         socket_timeout=settings.redis.socket_timeout_seconds,
         socket_connect_timeout=settings.redis.connect_timeout_seconds,
         decode_responses=True,
-        # One immediate retry on a dropped connection. Safe for scripts: every state change
-        # is named (order id, idempotency key) so a replayed call returns the stored outcome.
+        # One immediate retry on a dropped connection: safe because every state-changing
+        # script is safe to run twice with the same arguments (docs/reliability.md).
         retry=Retry(NoBackoff(), 1),
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections

@@ -3,6 +3,7 @@ StoreUnavailableError: state changes go through the typed scripts, reads are pla
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 
 from redis.asyncio import Redis
@@ -63,6 +64,7 @@ class SaleStore:
 
     async def create_sale(self, sale_id: str, sale: NewSale) -> SaleRecord | Rejected:
         ref = sale_ref(sale_id)
+        creation_id = secrets.token_hex(8)  # named before the call: a resent call is known
         async with self._guard():
             if not await self._redis.set(keys.sale_ref(ref), sale_id, nx=True):
                 owner = await self._redis.get(keys.sale_ref(ref))
@@ -71,7 +73,7 @@ class SaleStore:
                     return Rejected(Rejection.SALE_EXISTS)
             await self._redis.sadd(keys.SALES_INDEX, sale_id)
             await self.active.add(sale_id)
-            refused = await self._scripts.create_sale(sale_id, ref, sale)
+            refused = await self._scripts.create_sale(sale_id, ref, sale, creation_id)
         return refused or await self._read_sale_or_fail(sale_id)
 
     async def get_sale(self, sale_id: str) -> SaleRecord | None:
@@ -93,9 +95,19 @@ class SaleStore:
         # An id indexed by a create that then lost its race or crashed has no hash: skip it.
         return [_sale_record(sid, f, now) for sid, f in zip(sale_ids, rows, strict=True) if f]
 
-    async def patch_sale(self, sale_id: str, change: SaleChange) -> SaleRecord | Rejected:
+    async def patch_sale(
+        self,
+        sale_id: str,
+        change: SaleChange,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> SaleRecord | Rejected:
+        """Applies the change once: under the operator's Idempotency-Key when given (the
+        same key with another body is refused), else under an id named for this call."""
+        change_id = f"key:{idempotency_key}" if idempotency_key else secrets.token_hex(8)
         async with self._guard():
-            refused = await self._scripts.patch_sale(sale_id, change)
+            refused = await self._scripts.patch_sale(sale_id, change, change_id, fingerprint)
             if refused is None:  # it may have reopened a retired sale
                 await self.active.add(sale_id)
         return refused or await self._read_sale_or_fail(sale_id)

@@ -29,6 +29,8 @@ ScriptObserver = Callable[[str, float], None]
 # A batch of counts is retried every second until Redis takes it; an hour covers any outage
 # a process lives through with the batch in hand.
 COUNTED_MARKER_TTL_MS = 3_600_000
+# An operator's change is remembered as long as an Idempotency-Key is (the contract's 24 h).
+APPLIED_MARKER_TTL_MS = 24 * 3_600_000
 
 
 @dataclass(frozen=True)
@@ -80,25 +82,30 @@ class Scripts:
         """A real script round trip; the Redis server's time in ms."""
         return int(await self._call(self._bound.probe, [], []))
 
-    async def create_sale(self, sale_id: str, ref: str, sale: NewSale) -> Rejected | None:
+    async def create_sale(
+        self, sale_id: str, ref: str, sale: NewSale, creation_id: str
+    ) -> Rejected | None:
         outcome, _now = await self._call(
             self._bound.create_sale,
             [keys.sale(sale_id), keys.events(sale_id)],
             [
                 sale.sku, sale.name, ref, sale.stock, sale.starts_at, sale.ends_at,
-                sale.per_user_limit, sale.hold_seconds, keys.ORDER_STORE_GROUP,
+                sale.per_user_limit, sale.hold_seconds, keys.ORDER_STORE_GROUP, creation_id,
             ],
         )  # fmt: skip
         return _refusal(outcome)
 
-    async def patch_sale(self, sale_id: str, change: SaleChange) -> Rejected | None:
+    async def patch_sale(
+        self, sale_id: str, change: SaleChange, change_id: str, fingerprint: str
+    ) -> Rejected | None:
         paused = "" if change.paused is None else int(change.paused)
         outcome, _now = await self._call(
             self._bound.patch_sale,
-            [keys.sale(sale_id)],
+            [keys.sale(sale_id), keys.patch_applied(sale_id, change_id)],
             [
                 _optional(change.add_stock), _optional(change.starts_at),
                 _optional(change.ends_at), paused, _optional(change.per_user_limit), sale_id,
+                fingerprint, APPLIED_MARKER_TTL_MS,
             ],
         )  # fmt: skip
         return _refusal(outcome)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 from msgspec import UNSET
 
-from flashsale.api.codec import decode_body, respond
+from flashsale.api.codec import decode_body, fingerprint, respond
 from flashsale.api.context import STORE
-from flashsale.api.params import path_id
+from flashsale.api.params import idempotency_key, path_id
 from flashsale.api.problems import ProblemCode, ProblemError, rejection_problem
 from flashsale.api.schemas import (
     CreateSaleRequest,
@@ -60,7 +60,10 @@ async def patch_sale(request: web.Request) -> web.Response:
             "the body names no change: send add_stock, starts_at, ends_at, paused "
             "or per_user_limit",
         )
-    patched = await request.app[STORE].patch_sale(sale_id, body.change())
+    key = idempotency_key(request)
+    patched = await request.app[STORE].patch_sale(
+        sale_id, body.change(), idempotency_key=key, fingerprint=fingerprint(body) if key else ""
+    )
     return respond(request, admin_sale_view(_or_problem(patched)))
 
 
