@@ -14,7 +14,13 @@ class ConfigError(FlashsaleError):
 
 
 class StoreUnavailableError(FlashsaleError):
-    """Redis did not answer (down, timed out, refused); retrying later is safe."""
+    """Redis did not answer (down, timed out, refused); retrying later is safe.
+    `may_have_run`: the command may have reached Redis and run there (a reply lost or late),
+    as opposed to refused before it ran (no connection, the breaker, an error reply)."""
+
+    def __init__(self, message: str, *, may_have_run: bool = False) -> None:
+        super().__init__(message)
+        self.may_have_run = may_have_run
 
 
 class BreakerOpenError(StoreUnavailableError):

@@ -65,6 +65,11 @@ def counted(sale_id: str, batch_id: str) -> str:
     return f"{_sale_prefix(sale_id)}:counted:{batch_id}"
 
 
+def fence(sale_id: str, order_id: str) -> str:
+    """Set when an attempt is settled as never made: a late arrival of it refuses itself."""
+    return f"{_sale_prefix(sale_id)}:fence:{order_id}"
+
+
 def patch_applied(sale_id: str, change_id: str) -> str:
     """Marks an operator's change as applied (with its body's fingerprint)."""
     return f"{_sale_prefix(sale_id)}:patch:{change_id}"

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 
 from flashsale.admission.gate import Admission
+from flashsale.errors import StoreUnavailableError
 from flashsale.metrics import Metrics
+from flashsale.pending import PendingAttempts
 from flashsale.records import OrderRecord, SaleRecord
-from flashsale.store.outcomes import PurchaseOutcome, Rejected, Rejection
+from flashsale.store.outcomes import Attempt, Pending, PurchaseOutcome, Rejected, Rejection
 from flashsale.store.sales import SaleStore
 
 
@@ -25,14 +27,24 @@ class Purchases:
         self._store = store
         self._admission = admission
         self._metrics = metrics
+        self.pending = PendingAttempts(store)
 
     async def sale(self, sale_id: str, *, deadline: float) -> SaleRecord | None:
         async with asyncio.timeout_at(deadline):
             return await self._store.get_sale(sale_id)
 
-    async def order(self, order_id: str, *, deadline: float) -> OrderRecord | None:
+    async def order(self, order_id: str, *, deadline: float) -> OrderRecord | Pending | None:
+        """The order; or, for an attempt this process answered 202 and has not settled yet,
+        that it is pending; else None - and then no attempt of that id will ever take effect
+        (one still on its way is fenced here, so a 404 stays true)."""
         async with asyncio.timeout_at(deadline):
-            return await self._store.get_order(order_id)
+            order = await self._store.get_order(order_id)
+            if order is not None:
+                return order
+            pending = self.pending.get(order_id)
+            if pending is not None:
+                return pending
+            return await self._store.settle_attempt(order_id)
 
     async def purchase(
         self,
@@ -43,23 +55,28 @@ class Purchases:
         idempotency_key: str | None,
         fingerprint: str,
         deadline: float,
-    ) -> PurchaseOutcome:
-        """Raises RateLimitedError for a user over their rate, StoreUnavailableError when
-        Redis cannot be asked; every other answer is the outcome."""
+    ) -> PurchaseOutcome | Pending:
+        """Raises RateLimitedError for a user over their rate, StoreUnavailableError or
+        TimeoutError when the attempt never left for Redis; every other answer is the outcome,
+        Pending when it left but its outcome is not known."""
         admission, metrics = self._admission, self._metrics
         admission.check_user_rate(sale_id, user_id)
         if admission.sold_out.is_sold_out(sale_id):
             return await self._answer_sold_out(
                 sale_id, user_id, quantity, idempotency_key, fingerprint, deadline
             )
-        async with asyncio.timeout_at(deadline):
-            outcome = await self._store.purchase(
-                sale_id,
-                user_id,
-                quantity,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-            )
+        attempt = self._store.attempt(sale_id, user_id, quantity, idempotency_key, fingerprint)
+        try:
+            async with asyncio.timeout_at(deadline):
+                outcome = await self._store.submit(sale_id, attempt)
+        except TimeoutError:
+            if not attempt.sent:
+                raise  # never left: shed (503), nothing taken
+            return self._pending(sale_id, attempt)
+        except StoreUnavailableError as exc:
+            if not (attempt.sent and exc.may_have_run):
+                raise
+            return self._pending(sale_id, attempt)
         if outcome.stock_left == 0:
             admission.sold_out.mark(sale_id)
         if isinstance(outcome, Rejected):
@@ -69,6 +86,12 @@ class Purchases:
         else:
             metrics.count_attempt("ok")
         return outcome
+
+    def _pending(self, sale_id: str, attempt: Attempt) -> Pending:
+        """It reached Redis and may have taken effect: a 503 would be a lie (it says nothing
+        was taken), so the answer is 202 pending, settled later."""
+        self._metrics.count_attempt("pending")
+        return self.pending.add(sale_id, attempt)
 
     async def _answer_sold_out(
         self,

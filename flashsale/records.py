@@ -18,6 +18,9 @@ class SaleStatus(enum.StrEnum):
 
 
 class OrderStatus(enum.StrEnum):
+    # Only ever an answer's: an attempt that reached Redis with an outcome not known yet.
+    # No order is stored pending, and no event carries it.
+    PENDING = "pending"
     RESERVED = "reserved"
     CONFIRMED = "confirmed"
     CANCELLED = "cancelled"

@@ -5,7 +5,7 @@
 -- sale    = {sale_key, held_key, holds_key, events_key, orders_key, sale_id, idem_ttl_ms,
 --            max_backlog}
 -- attempt = {order_key, idem_key, order_id, user_id, quantity, fingerprint, idempotency_key,
---            replay_only}
+--            replay_only, fence_key}
 --           (fingerprint "" when the attempt carries no idempotency key; replay_only true:
 --            answer only from what is stored, and write nothing - the app's sold-out flag
 --            is up, so an attempt not seen before is sold_out without reaching the stock)
@@ -17,6 +17,9 @@
 --   outcome "idempotency_conflict"                 the key was used with another body
 --   outcome "overloaded"                           the order store is behind by max_backlog;
 --                                                  nothing is taken or remembered
+--   outcome "fenced"                               the engine settled this attempt as never
+--                                                  made (its answer was 202 pending and it
+--                                                  arrived late): nothing is taken
 --   replayed is 1 when the answer is a stored one (same attempt or same idempotency key);
 --   stock_left is the sale's stock after this attempt (-1 when the answer is a replay or
 --   replay_only found nothing stored).
@@ -31,12 +34,15 @@ local function purchase_one(sale, attempt)
   local sale_id, idem_ttl_ms, max_backlog = sale[6], sale[7], sale[8]
   local order_key, idem_key, order_id, user_id = attempt[1], attempt[2], attempt[3], attempt[4]
   local quantity, fingerprint, idempotency_key = attempt[5], attempt[6], attempt[7]
-  local replay_only = attempt[8]
+  local replay_only, fence_key = attempt[8], attempt[9]
 
   -- A retried call (client retry after a lost reply) carries the same order id.
   local stored = redis.call('HMGET', order_key, 'created_at', 'expires_at')
   if stored[1] then
     return {'ok', order_id, tonumber(stored[1]), tonumber(stored[2]), 1, -1}
+  end
+  if redis.call('EXISTS', fence_key) == 1 then
+    return {'fenced', '', 0, 0, 0, -1}
   end
 
   if fingerprint ~= '' then

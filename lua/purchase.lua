@@ -10,6 +10,7 @@
 -- KEYS[5]  order events         fs:{sale}:events       (stream)
 -- KEYS[6]  idempotency record   fs:{sale}:idem:<len>:<user>:<key> (ignored when ARGV[4] is "")
 -- KEYS[7]  every order id       fs:{sale}:orders       (set, for the audit)
+-- KEYS[8]  this attempt's fence fs:{sale}:fence:<order_id> (set when settled as never made)
 --
 -- ARGV[1]  order_id   named by the app before the call, so a retried call is recognised
 -- ARGV[2]  user_id
@@ -25,4 +26,5 @@
 
 return purchase_one(
   {KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[7], ARGV[8], tonumber(ARGV[5]), tonumber(ARGV[7])},
-  {KEYS[3], KEYS[6], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[9] == '1'})
+  {KEYS[3], KEYS[6], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[9] == '1',
+   KEYS[8]})

@@ -6,8 +6,8 @@
 --
 -- KEYS[1] sale hash  KEYS[2] held hash  KEYS[3] holds zset  KEYS[4] events stream
 -- KEYS[5] order-id set                              (all fs:{sale}:…)
--- KEYS[4 + 2i] order hash of attempt i  KEYS[5 + 2i] idempotency record of attempt i
---                                                   (i = 1 .. n; same slot as the sale)
+-- KEYS[3 + 3i] order hash of attempt i  KEYS[4 + 3i] idempotency record of attempt i
+-- KEYS[5 + 3i] fence of attempt i                   (i = 1 .. n; same slot as the sale)
 --
 -- ARGV[1] sale_id  ARGV[2] idempotency record lifetime (ms)  ARGV[3] max backlog (0: none)
 -- ARGV[4] the attempts, msgpack-packed: an array of
@@ -21,6 +21,7 @@ local sale = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], tonumber(ARG
 local attempts = cmsgpack.unpack(ARGV[4])
 local results = {}
 for i, a in ipairs(attempts) do
-  results[i] = purchase_one(sale, {KEYS[4 + 2 * i], KEYS[5 + 2 * i], a[1], a[2], a[3], a[4], a[5]})
+  results[i] = purchase_one(sale, {KEYS[3 + 3 * i], KEYS[4 + 3 * i], a[1], a[2], a[3], a[4],
+    a[5], false, KEYS[5 + 3 * i]})
 end
 return results

@@ -78,12 +78,13 @@ async def _redis_store(app: web.Application) -> AsyncIterator[None]:
             on_dropped=lambda count: metrics.shed.labels("deadline").inc(count),
         )
         store.use_batcher(batcher)
-    app[PURCHASES] = Purchases(store, admission, metrics)
+    purchases = app[PURCHASES] = Purchases(store, admission, metrics)
     stop = asyncio.Event()
     helpers = [
         asyncio.create_task(listen_for_stock_back(redis, admission.sold_out, stop)),
         asyncio.create_task(admission.counts.run(scripts, stop)),
         asyncio.create_task(_sample_in_flight(admission, stop)),
+        asyncio.create_task(purchases.pending.run(stop)),
     ]
     yield
     stop.set()

@@ -33,6 +33,7 @@ _TAG_DESCRIPTIONS = {
 
 def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
     schema_types = {kind for r in routes for kind in (r.ok_type, r.body) if kind is not None}
+    schema_types |= {kind for r in routes for _status, kind, _text in r.also}
     _, components = msgspec.json.schema_components(
         [*sorted(schema_types, key=lambda kind: kind.__name__), ProblemDocument],
         ref_template=_REF,
@@ -65,6 +66,8 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.ok_type is not None:
         ok["content"] = _content(route.ok_type)
     responses = {str(route.ok_status): ok}
+    for status, kind, description in route.also:
+        responses[str(status)] = {"description": description, "content": _content(kind)}
     for status in route.errors + ((401,) if admin else ()):
         responses[str(status)] = {
             "description": _ERROR_DESCRIPTIONS[status],

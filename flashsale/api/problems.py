@@ -121,7 +121,10 @@ _REJECTION_DETAILS: dict[Rejection, str] = {
     Rejection.INVALID_WINDOW: "ends_at must be after starts_at",
     Rejection.ORDER_NOT_PENDING: "the order is no longer reserved",
     Rejection.OVERLOADED: "the order store is behind; retry after the given delay",
+    Rejection.FENCED: "this attempt was settled as never made and took nothing; retry",
 }
+# Refusals that took nothing and are answered 503: retrying later is always safe.
+_OVERLOADED = frozenset({Rejection.OVERLOADED, Rejection.FENCED})
 # Seconds a shopper should wait after a backlog refusal: the worker drains thousands of
 # events a second, so the backlog is usually gone by then.
 BACKLOG_RETRY_AFTER = "1"
@@ -131,9 +134,11 @@ def rejection_problem(rejected: Rejected) -> ProblemError:
     """The one place a script's refusal becomes an HTTP answer."""
     if rejected.reason is Rejection.INVALID_WINDOW:
         code = ProblemCode.INVALID_REQUEST
+    elif rejected.reason in _OVERLOADED:
+        code = ProblemCode.OVERLOADED
     else:
         code = ProblemCode(rejected.reason.value)
     headers = {"Idempotent-Replayed": "true"} if rejected.replayed else {}
-    if rejected.reason is Rejection.OVERLOADED:
+    if rejected.reason in _OVERLOADED:
         headers["Retry-After"] = BACKLOG_RETRY_AFTER
     return ProblemError(code, _REJECTION_DETAILS[rejected.reason], headers)

@@ -18,6 +18,7 @@ from flashsale.api.schemas import (
     DeadLetterList,
     OrderView,
     PatchSaleRequest,
+    PendingView,
     PurchaseRequest,
     ReservationView,
     SaleList,
@@ -46,6 +47,8 @@ class Route:
     ok_status: int
     ok_type: type | None
     errors: tuple[int, ...] = ()
+    # Other successful answers: (status, body type, what it means).
+    also: tuple[tuple[int, type, str], ...] = ()
     body: type | None = None
     headers: tuple[dict[str, Any], ...] = ()
     query: tuple[dict[str, Any], ...] = ()
@@ -88,7 +91,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/sales/{sale_id}/purchases", shopper.purchase, "purchase", SHOPPER,
           "Reserve units for a user until expires_at", 201, ReservationView,
           (400, 404, 409, 413, 422, 429, 503), body=PurchaseRequest,
-          headers=(IDEMPOTENCY_HEADER,), takes_stock=True),
+          headers=(IDEMPOTENCY_HEADER,), takes_stock=True,
+          also=((202, PendingView, "Pending: the attempt reached Redis, its outcome is not "
+                 "known yet; GET the order (Location) after Retry-After until it is settled: "
+                 "reserved, or 404 (it took nothing and never will)"),)),
     Route("GET", "/v1/orders/{order_id}", shopper.get_order, "getOrder", SHOPPER,
           "An order", 200, OrderView, (400, 404, 429, 503)),
     Route("POST", "/v1/orders/{order_id}/confirm", shopper.confirm_order, "confirmOrder",

@@ -17,6 +17,7 @@ from flashsale.records import (
     SaleRecord,
     SaleStatus,
 )
+from flashsale.store.outcomes import Pending
 from flashsale.timefmt import format_ms, to_ms
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -143,14 +144,25 @@ class ReservationView(Struct):
     expires_at: str
 
 
+class PendingView(Struct):
+    """A 202: the attempt reached Redis, its outcome is not known yet (GET the order)."""
+
+    order_id: str
+    sale_id: str
+    user_id: str
+    quantity: int
+    status: OrderStatus
+
+
 class OrderView(Struct):
     order_id: str
     sale_id: str
     user_id: str
     quantity: int
     status: OrderStatus
-    created_at: str
-    expires_at: str
+    # null while pending: the hold's times are not known until the attempt is settled.
+    created_at: str | None
+    expires_at: str | None
 
 
 class DeadLetterList(Struct):
@@ -193,6 +205,28 @@ def admin_sale_view(sale: SaleRecord) -> AdminSaleView:
             expired=c["o_expired"],
         ),
         ended_at=format_ms(sale.ended_at) if sale.ended_at else None,
+    )
+
+
+def pending_view(pending: Pending) -> PendingView:
+    return PendingView(
+        order_id=pending.order_id,
+        sale_id=pending.sale_id,
+        user_id=pending.user_id,
+        quantity=pending.quantity,
+        status=OrderStatus.PENDING,
+    )
+
+
+def pending_order_view(pending: Pending) -> OrderView:
+    return OrderView(
+        order_id=pending.order_id,
+        sale_id=pending.sale_id,
+        user_id=pending.user_id,
+        quantity=pending.quantity,
+        status=OrderStatus.PENDING,
+        created_at=None,
+        expires_at=None,
     )
 
 

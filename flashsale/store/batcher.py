@@ -97,6 +97,8 @@ class PurchaseBatcher:
             lane.timer = None
         taken, lane.queue = lane.queue[: self._max_size], lane.queue[self._max_size :]
         live = [q for q in taken if not q.future.done()]
+        for queued in live:
+            queued.attempt.sent = True
         if len(live) < len(taken):
             self._on_dropped(len(taken) - len(live))
         if live:
@@ -124,6 +126,8 @@ class PurchaseBatcher:
                 if not queued.future.done():
                     queued.future.set_result(outcome)
         finally:
+            for queued in batch:
+                queued.attempt.finished = True
             lane.in_flight -= 1
             if lane.queue:
                 self._flush(sale_id)

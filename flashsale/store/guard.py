@@ -33,7 +33,15 @@ def unavailable(exc: BaseException) -> StoreUnavailableError | None:
     """The StoreUnavailableError a Redis failure amounts to, or None for a bug (a script
     error)."""
     if isinstance(exc, _UNAVAILABLE_CLASSES):
-        return StoreUnavailableError(f"Redis is unavailable: {type(exc).__name__}: {exc}")
+        # A read that timed out or a connection lost after the command went out may have
+        # let it run; a connection never made, or Redis' own refusal, did not.
+        lost_reply = isinstance(
+            exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)
+        ) and not isinstance(exc, redis_errors.BusyLoadingError)
+        may_have_run = lost_reply and "connecting to" not in str(exc)
+        return StoreUnavailableError(
+            f"Redis is unavailable: {type(exc).__name__}: {exc}", may_have_run=may_have_run
+        )
     if isinstance(exc, redis_errors.ResponseError):
         code = str(exc).split(" ", 1)[0]
         if code in _UNAVAILABLE_CODES:

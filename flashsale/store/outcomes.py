@@ -20,6 +20,9 @@ class Rejection(enum.StrEnum):
     INVALID_WINDOW = "invalid_window"
     ORDER_NOT_PENDING = "order_not_pending"
     OVERLOADED = "overloaded"
+    # The engine settled the attempt as never made (it had answered 202 pending) before the
+    # attempt reached Redis: nothing was taken.
+    FENCED = "fenced"
 
 
 @dataclass(slots=True)
@@ -31,6 +34,10 @@ class Attempt:
     quantity: int
     idempotency_key: str = ""  # "" without one
     fingerprint: str = ""  # of the body, compared under the idempotency key
+    # Whether the attempt left for Redis (so it may have taken effect whatever happens to
+    # its caller), and whether the call that carried it has ended, either way.
+    sent: bool = False
+    finished: bool = False
 
 
 @dataclass(slots=True)
@@ -51,6 +58,18 @@ class Reservation:
 class Rejected:
     reason: Rejection
     replayed: bool = False
+    stock_left: int = field(default=-1, compare=False)
+
+
+@dataclass(slots=True)
+class Pending:
+    """The attempt reached Redis, but its outcome is not known yet (Redis stalled, a reply
+    was lost): the engine settles it by itself, as held or as never made."""
+
+    order_id: str
+    sale_id: str
+    user_id: str
+    quantity: int
     stock_left: int = field(default=-1, compare=False)
 
 

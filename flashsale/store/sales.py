@@ -128,19 +128,51 @@ class SaleStore:
         order_id: str | None = None,
     ) -> PurchaseOutcome:
         """One attempt. `order_id` names it: calling again with the same id takes nothing twice."""
-        attempt = Attempt(
-            order_id=order_id or new_order_id(sale_id),
+        attempt = self.attempt(sale_id, user_id, quantity, idempotency_key, fingerprint)
+        if order_id is not None:
+            attempt.order_id = order_id
+        return await self.submit(sale_id, attempt)
+
+    @staticmethod
+    def attempt(
+        sale_id: str,
+        user_id: str,
+        quantity: int,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> Attempt:
+        """A new attempt, named (its order id) before anything is sent."""
+        return Attempt(
+            order_id=new_order_id(sale_id),
             user_id=user_id,
             quantity=quantity,
             idempotency_key=idempotency_key or "",
             fingerprint=fingerprint if idempotency_key else "",
         )
+
+    async def submit(self, sale_id: str, attempt: Attempt) -> PurchaseOutcome:
+        """Sends the attempt (batched when a batcher is in use). Its `sent` and `finished`
+        say, whatever becomes of the caller, whether it may have reached Redis."""
         if self._batcher is not None:
             return await self._batcher.submit(sale_id, attempt)
+        try:
+            async with self._guard():
+                attempt.sent = True
+                return await self._scripts.purchase(
+                    sale_id, attempt, self._idempotency_ttl_ms, self._max_backlog
+                )
+        finally:
+            attempt.finished = True
+
+    async def settle_attempt(self, order_id: str) -> OrderRecord | None:
+        """An attempt whose outcome was never learnt: its order if it took effect, else None,
+        and then it never will (fenced)."""
+        sale_id = await self.sale_of_order(order_id)
+        if sale_id is None:
+            return None  # no such sale: nothing can ever land
         async with self._guard():
-            return await self._scripts.purchase(
-                sale_id, attempt, self._idempotency_ttl_ms, self._max_backlog
-            )
+            status = await self._scripts.settle_attempt(sale_id, order_id)
+        return None if status is None else await self.get_order(order_id)
 
     async def stored_answer(
         self, sale_id: str, user_id: str, quantity: int, idempotency_key: str, fingerprint: str

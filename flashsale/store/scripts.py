@@ -29,6 +29,8 @@ ScriptObserver = Callable[[str, float], None]
 # A batch of counts is retried every second until Redis takes it; an hour covers any outage
 # a process lives through with the batch in hand.
 COUNTED_MARKER_TTL_MS = 3_600_000
+# A fence outlives any call that could still be on its way to Redis by far.
+FENCE_TTL_MS = 24 * 3_600_000
 # An operator's change is remembered as long as an Idempotency-Key is (the contract's 24 h).
 APPLIED_MARKER_TTL_MS = 24 * 3_600_000
 
@@ -55,6 +57,7 @@ class _Bound:
     add_counts: _Script
     replay_dead_letter: _Script
     retire_sale: _Script
+    settle_attempt: _Script
     probe: _Script
 
 
@@ -131,7 +134,7 @@ class Scripts:
                 keys.sale(sale_id), keys.held(sale_id), keys.order(sale_id, attempt.order_id),
                 keys.holds(sale_id), keys.events(sale_id),
                 keys.idempotency(sale_id, attempt.user_id, attempt.idempotency_key),
-                keys.orders(sale_id),
+                keys.orders(sale_id), keys.fence(sale_id, attempt.order_id),
             ],
             [
                 attempt.order_id, attempt.user_id, attempt.quantity, attempt.fingerprint,
@@ -155,6 +158,7 @@ class Scripts:
             for key in (
                 keys.order(sale_id, a.order_id),
                 keys.idempotency(sale_id, a.user_id, a.idempotency_key),
+                keys.fence(sale_id, a.order_id),
             )
         ]
         packed = msgspec.msgpack.encode(
@@ -187,9 +191,9 @@ class Scripts:
             script,
             [
                 keys.sale(sale_id), keys.held(sale_id), keys.order(sale_id, order_id),
-                keys.holds(sale_id), keys.events(sale_id),
+                keys.holds(sale_id), keys.events(sale_id), keys.fence(sale_id, order_id),
             ],
-            [order_id, sale_id],
+            [order_id, sale_id, FENCE_TTL_MS],
         )  # fmt: skip
         if outcome != "ok":
             return Rejected(Rejection(outcome))
@@ -235,6 +239,16 @@ class Scripts:
             [dead_letter_id],
         )
         return str(entry_id) or None
+
+    async def settle_attempt(self, sale_id: str, order_id: str) -> str | None:
+        """The status of the attempt's order if it took effect; None when it did not, and
+        (fenced now) never will."""
+        outcome, status = await self._call(
+            self._bound.settle_attempt,
+            [keys.order(sale_id, order_id), keys.fence(sale_id, order_id)],
+            [FENCE_TTL_MS],
+        )
+        return str(status) if outcome == "found" else None
 
     async def retire_sale(self, sale_id: str) -> bool:
         """Marks the sale retired if it needs no more background work; whether it is."""

@@ -8,10 +8,20 @@ from flashsale.api.codec import decode_body, fingerprint, respond
 from flashsale.api.context import DEADLINE, PURCHASES
 from flashsale.api.params import idempotency_key, path_id
 from flashsale.api.problems import ProblemCode, ProblemError, rejection_problem
-from flashsale.api.schemas import PurchaseRequest, ReservationView, order_view, sale_view
+from flashsale.api.schemas import (
+    PurchaseRequest,
+    ReservationView,
+    order_view,
+    pending_order_view,
+    pending_view,
+    sale_view,
+)
 from flashsale.records import OrderRecord, OrderStatus
-from flashsale.store.outcomes import Rejected, Rejection
+from flashsale.store.outcomes import Pending, Rejected, Rejection
 from flashsale.timefmt import format_ms
+
+# Seconds before a shopper with a 202 should ask about the order: settling takes about that.
+PENDING_RETRY_AFTER = "1"
 
 
 async def get_sale(request: web.Request) -> web.Response:
@@ -38,6 +48,9 @@ async def purchase(request: web.Request) -> web.Response:
     if isinstance(outcome, Rejected):
         raise rejection_problem(outcome)
     headers = {"Location": f"/v1/orders/{outcome.order_id}"}
+    if isinstance(outcome, Pending):
+        headers["Retry-After"] = PENDING_RETRY_AFTER
+        return respond(request, pending_view(outcome), status=202, headers=headers)
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
     view = ReservationView(
@@ -54,6 +67,8 @@ async def purchase(request: web.Request) -> web.Response:
 async def get_order(request: web.Request) -> web.Response:
     order_id = path_id(request, "order_id")
     order = await request.app[PURCHASES].order(order_id, deadline=request[DEADLINE])
+    if isinstance(order, Pending):
+        return respond(request, pending_order_view(order), headers={"Retry-After": "1"})
     return respond(request, order_view(_found(order, order_id)))
 
 
