@@ -61,11 +61,9 @@ class Purchases:
         Pending when it left but its outcome is not known."""
         admission, metrics = self._admission, self._metrics
         admission.check_user_rate(sale_id, user_id)
-        if admission.sold_out.is_sold_out(sale_id):
-            return await self._answer_sold_out(
-                sale_id, user_id, quantity, idempotency_key, fingerprint, deadline
-            )
         attempt = self._store.attempt(sale_id, user_id, quantity, idempotency_key, fingerprint)
+        if admission.sold_out.is_sold_out(sale_id):
+            return await self._answer_sold_out(sale_id, attempt, deadline)
         try:
             async with asyncio.timeout_at(deadline):
                 outcome = await self._store.submit(sale_id, attempt)
@@ -94,23 +92,15 @@ class Purchases:
         return self.pending.add(sale_id, attempt)
 
     async def _answer_sold_out(
-        self,
-        sale_id: str,
-        user_id: str,
-        quantity: int,
-        idempotency_key: str | None,
-        fingerprint: str,
-        deadline: float,
+        self, sale_id: str, attempt: Attempt, deadline: float
     ) -> PurchaseOutcome:
         """A sold-out sale's answer, without the stock. A request with an Idempotency-Key may
         be the retry of a purchase that succeeded before the sale sold out: Redis is asked
         for that first answer only (a read; a fresh key writes nothing and is not stored),
         so fresh keys cannot be used to reach the stock past the flag."""
-        if idempotency_key is not None:
+        if attempt.idempotency_key:
             async with asyncio.timeout_at(deadline):
-                stored = await self._store.stored_answer(
-                    sale_id, user_id, quantity, idempotency_key, fingerprint
-                )
+                stored = await self._store.stored_answer(sale_id, attempt)
             if stored.replayed:
                 self._metrics.count_attempt(
                     stored.reason.value if isinstance(stored, Rejected) else "ok"

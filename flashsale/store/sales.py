@@ -174,12 +174,9 @@ class SaleStore:
             status = await self._scripts.settle_attempt(sale_id, order_id)
         return None if status is None else await self.get_order(order_id)
 
-    async def stored_answer(
-        self, sale_id: str, user_id: str, quantity: int, idempotency_key: str, fingerprint: str
-    ) -> PurchaseOutcome:
-        """The first answer to this Idempotency-Key, if Redis has one; else sold_out, with
-        nothing written or taken (for a sale the process knows is sold out)."""
-        attempt = Attempt(new_order_id(sale_id), user_id, quantity, idempotency_key, fingerprint)
+    async def stored_answer(self, sale_id: str, attempt: Attempt) -> PurchaseOutcome:
+        """The first answer to the attempt's Idempotency-Key, if Redis has one; else sold_out,
+        with nothing written or taken (for a sale the process knows is sold out)."""
         async with self._guard():
             return await self._scripts.purchase(
                 sale_id, attempt, self._idempotency_ttl_ms, self._max_backlog, replay_only=True
