@@ -56,6 +56,7 @@ class _Bound:
     trim_events: _Script
     add_counts: _Script
     replay_dead_letter: _Script
+    dead_letter: _Script
     retire_sale: _Script
     settle_attempt: _Script
     probe: _Script
@@ -229,6 +230,21 @@ class Scripts:
             [attempts, rejected, shed, COUNTED_MARKER_TTL_MS],
         )
         return bool(added)
+
+    async def dead_letter(
+        self, sale_id: str, entry_id: str, fields: dict[str, str], error: str, deliveries: int
+    ) -> bool:
+        """Moves a pending event to the dead letters and acknowledges it, once; False when
+        it was not pending (moved already)."""
+        moved = await self._call(
+            self._bound.dead_letter,
+            [keys.events(sale_id), keys.dead_letters(sale_id)],
+            [
+                keys.ORDER_STORE_GROUP, entry_id, error, deliveries,
+                *(part for pair in fields.items() for part in pair),
+            ],
+        )  # fmt: skip
+        return bool(moved)
 
     async def replay_dead_letter(self, sale_id: str, dead_letter_id: str) -> str | None:
         """Puts a dead-lettered event back on its stream; its new entry id, or None when

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.typing import EncodableT, FieldT
 
 from flashsale import keys
 from flashsale.errors import PoisonEventError, SinkUnavailableError
@@ -227,19 +226,11 @@ class OrderQueue:
 
     async def _dead_letter(self, entry: Entry, error: str, deliveries: int) -> None:
         log.error("dead-lettering event %s of sale %s: %s", entry.entry_id, entry.sale_id, error)
-        pipe = self._redis.pipeline(transaction=True)  # both keys share the sale's slot
-        letter: dict[FieldT, EncodableT] = {
-            "entry_id": entry.entry_id,
-            "error": error[:1000],
-            "deliveries": deliveries,
-            **{f"event.{name}": value for name, value in entry.fields.items()},
-        }
-        queued(
-            pipe.xadd(keys.dead_letters(entry.sale_id), letter),
-            pipe.xack(keys.events(entry.sale_id), keys.ORDER_STORE_GROUP, entry.entry_id),
+        moved = await self._scripts.dead_letter(
+            entry.sale_id, entry.entry_id, entry.fields, error[:1000], deliveries
         )
-        await pipe.execute()
-        self._metrics.events_dead_lettered.inc()
+        if moved:
+            self._metrics.events_dead_lettered.inc()
 
     async def _observe_backlog(self, sale_ids: Sequence[str]) -> None:
         now = time.monotonic()

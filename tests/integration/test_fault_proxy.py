@@ -180,3 +180,25 @@ async def test_an_acknowledgement_whose_reply_is_lost_loses_and_doubles_nothing(
     assert pending["pending"] == 0
     await sink.close()
     await worker_redis.aclose()
+
+
+async def test_a_dead_letter_whose_reply_is_lost_is_written_once(
+    through: Through, tmp_path: Path
+) -> None:
+    t = through
+    sale_id = await new_sale(t, stock=10)
+    await t.direct.xadd(keys.events(sale_id), {"type": "reserved", "order_id": "garbled"})
+    sink = open_sink(f"sqlite:{tmp_path / 'orders.sqlite3'}", tmp_path)
+    worker_redis = connect(t.settings)
+    worker = Worker(
+        worker_redis, Scripts.register(worker_redis), sink, worker_settings(t.settings), Metrics()
+    )
+    swallowed = t.proxy.swallow_reply(evalsha_of("dead_letter"))
+    await worker.burst()
+    assert len(swallowed) == 1
+    letters = await t.direct.xrange(keys.dead_letters(sale_id)) or []
+    assert [f["event.order_id"] for _i, f in letters if f] == ["garbled"]
+    pending = await t.direct.xpending(keys.events(sale_id), keys.ORDER_STORE_GROUP)
+    assert pending["pending"] == 0
+    await sink.close()
+    await worker_redis.aclose()
