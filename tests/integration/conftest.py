@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from flashsale.store.client import connect
 from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Scripts
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
-from tests.servers import PostgresServer
+from tests.servers import PostgresServer, redis_server
 
 CreateSale = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -82,6 +82,14 @@ def create_sale(client: TestClient[Any, Any]) -> CreateSale:
         return created
 
     return create
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of the test's own, for faults that must not reach the shared one
+    (a stall, a proxy, a restart, ten thousand sales)."""
+    with redis_server(tmp_path / "redis") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -4,7 +4,7 @@ the command again, and every state change still happens exactly once."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,7 +29,6 @@ from tests.faultproxy import Command, FaultProxy
 from tests.helpers import unique_id
 from tests.integration.test_active_sales import window
 from tests.integration.test_order_queue import stored_states, worker_settings
-from tests.servers import redis_server
 
 
 def evalsha_of(script: str) -> Callable[[Command], bool]:
@@ -48,12 +47,6 @@ class Through:
     scripts: Scripts
     direct: Redis  # to Redis itself, to look at the truth
     settings: Settings
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[str]:
-    with redis_server(tmp_path / "redis") as url:
-        yield url
 
 
 @pytest.fixture

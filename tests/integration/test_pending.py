@@ -5,8 +5,7 @@ never takes anything); and no unit is held for an order nobody was told about.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from flashsale.store.sales import SaleStore
 from tests.helpers import ADMIN, sale_body
 from tests.integration.test_purchase_script import new_sale
 from tests.polling import eventually
-from tests.servers import redis_server
 
 Client = TestClient[Any, Any]
 
@@ -58,12 +56,6 @@ async def test_a_404_from_confirm_is_final_too(store: SaleStore) -> None:
     assert await store.purchase(sale.sale_id, "u1", 1, order_id=unknown) == Rejected(
         Rejection.FENCED
     )
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[str]:
-    with redis_server(tmp_path / "redis") as url:
-        yield url
 
 
 @pytest.fixture
