@@ -26,7 +26,6 @@ NonNegativeInt = Annotated[int, Meta(ge=0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
 NonNegativeFloat = Annotated[float, Meta(ge=0)]
 Port = Annotated[int, Meta(ge=0, le=65535)]
-Seconds = Annotated[float, Meta(gt=0)]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _ORDER_STORE_SCHEMES = ("postgresql://", "postgres://", "sqlite:")

@@ -10,9 +10,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from flashsale import keys
+from flashsale.api.app import create_app
 from flashsale.metrics import Metrics
 from flashsale.records import SaleChange
 from flashsale.resources import lua_dir
@@ -29,6 +31,7 @@ from tests.faultproxy import Command, FaultProxy
 from tests.helpers import unique_id
 from tests.integration.test_active_sales import window
 from tests.integration.test_order_queue import stored_states, worker_settings
+from tests.polling import eventually
 
 
 def evalsha_of(script: str) -> Callable[[Command], bool]:
@@ -195,3 +198,51 @@ async def test_a_dead_letter_whose_reply_is_lost_is_written_once(
     assert pending["pending"] == 0
     await sink.close()
     await worker_redis.aclose()
+
+
+async def test_a_stalled_reply_is_202_then_settles_as_the_hold_it_was(
+    through: Through,
+) -> None:
+    """Replies are held back past the shopper's deadline while the purchase is on its way:
+    the answer is 202 pending (never 503), and once replies flow it settles as what Redis
+    holds."""
+    t = through
+    app = create_app(t.settings.replace(admission_deadline_seconds=0.3))
+    async with TestClient(TestServer(app)) as client:
+        sale_id = await new_sale(t, stock=10)
+        t.proxy.stall()
+        try:
+            response = await client.post(
+                f"/v1/sales/{sale_id}/purchases", json={"user_id": "u1", "quantity": 2}
+            )
+            assert response.status == 202
+            order_id = (await response.json())["order_id"]
+        finally:
+            t.proxy.release()
+
+        async def settled() -> str | None:
+            answer = await client.get(f"/v1/orders/{order_id}")
+            if answer.status == 404:
+                return "not_found"
+            status = str((await answer.json())["status"])
+            return None if status == "pending" else status
+
+        # Held (the purchase ran), or fenced (the call was cut before it left: nothing taken).
+        outcome = await eventually(settled, within=10, what="the 202 to settle")
+        held = await t.direct.smembers(keys.orders(sale_id))
+        stock_left = await t.direct.hget(keys.sale(sale_id), "stock_left")
+        if outcome == "reserved":
+            assert (held, stock_left) == ({order_id}, "8")
+        else:
+            assert (outcome, held, stock_left) == ("not_found", set(), "10")
+
+
+async def test_connections_cut_between_calls_are_made_again(through: Through) -> None:
+    t = through
+    sale_id = await new_sale(t, stock=10)
+    assert isinstance(await t.store.purchase(sale_id, "u1", 1), Reservation)
+    t.proxy.reset()
+    again = await t.store.purchase(sale_id, "u2", 1)
+    assert isinstance(again, Reservation)
+    assert not again.replayed
+    assert await t.direct.hget(keys.sale(sale_id), "stock_left") == "8"
