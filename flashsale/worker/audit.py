@@ -91,6 +91,17 @@ async def audit_sale(redis: Redis, sink: OrderSink, sale_id: str) -> SaleAudit:
             report.violations.append(
                 f"invariant 4: {count} orders for user {user} under Idempotency-Key {key!r}"
             )
+    # 5. A unit held for an attempt the engine settled as never made would be one its shopper
+    #    was told (404) they did not get. (What clients were told is the history checker's
+    #    side of this invariant; the server sees the fences it set.)
+    pipe = redis.pipeline(transaction=False)
+    queued(*(pipe.exists(keys.fence(sale_id, order_id)) for order_id in orders))
+    for (order_id, order), fenced in zip(orders.items(), await pipe.execute(), strict=True):
+        if fenced:
+            report.violations.append(
+                f"invariant 5: order {order_id} is {order['status']} x{order['quantity']}, "
+                "yet its attempt was settled as never made (fenced, answered 404)"
+            )
     return report
 
 

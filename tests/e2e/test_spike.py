@@ -11,7 +11,9 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from flashsale import keys
+from flashsale.sinks import open_sink
 from tests.helpers import ADMIN, sale_body
+from tests.history import History, checked, purchase
 from tests.service import Service
 
 USERS = 1_000
@@ -31,6 +33,7 @@ async def test_two_thousand_concurrent_attempts_sell_exactly_the_stock(
         else:  # the rest press twice, each press a new attempt
             attempts += [(user, None), (user, f"press-{i}")]
     random.shuffle(attempts)
+    history = History()
 
     connector = aiohttp.TCPConnector(limit=500)
     async with aiohttp.ClientSession(service.url, connector=connector) as http:
@@ -40,13 +43,8 @@ async def test_two_thousand_concurrent_attempts_sell_exactly_the_stock(
 
         async def attempt(user: str, key: str | None) -> tuple[str, str | None, int, Any]:
             await start.wait()
-            headers = {"Idempotency-Key": key} if key else {}
-            async with http.post(
-                f"/v1/sales/{sale_id}/purchases",
-                json={"user_id": user, "quantity": 1},
-                headers=headers,
-            ) as response:
-                return user, key, response.status, await response.json(content_type=None)
+            op = await purchase(http, history, sale_id, user, 1, key)
+            return user, key, op.status, op.body
 
         tasks = [asyncio.create_task(attempt(user, key)) for user, key in attempts]
         start.set()
@@ -95,3 +93,11 @@ async def test_two_thousand_concurrent_attempts_sell_exactly_the_stock(
     assert units == STOCK
     assert sale["stock_left"] + units == sale["stock_total"]
     assert max(holders.values()) == 1
+    # And from the outside: what 2,000 shoppers were told holds against Redis and the store.
+    sink = open_sink("", service.data_dir)
+    try:
+        report = await checked(service_redis_url, sink, history, sale_id)
+    finally:
+        await sink.close()
+    assert report.valid, report.render()
+    assert report.attempts == 2 * USERS
