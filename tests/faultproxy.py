@@ -54,6 +54,7 @@ class _Swallow:
     matches: Matcher
     remaining: int
     swallowed: list[Command] = field(default_factory=list)
+    then: Callable[[], None] | None = None
 
 
 class FaultProxy:
@@ -81,12 +82,25 @@ class FaultProxy:
             self._server.close()
             await self._server.wait_closed()
 
-    def swallow_reply(self, matches: Matcher, times: int = 1) -> list[Command]:
+    def swallow_reply(
+        self, matches: Matcher, times: int = 1, then: Callable[[], None] | None = None
+    ) -> list[Command]:
         """The next `times` commands that match run in Redis, but their replies are dropped
-        and their connections closed. Returns the list the swallowed commands go in."""
-        rule = _Swallow(matches, times)
+        and their connections closed (`then` is called first, each time). Returns the list
+        the swallowed commands go in."""
+        rule = _Swallow(matches, times, then=then)
         self._swallows.append(rule)
         return rule.swallowed
+
+    def refuse_connections(self) -> None:
+        """New connections are refused (nothing listens); those open stay."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def accept_connections(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     def stall(self) -> None:
         """Replies wait (commands still reach Redis) until `release()`."""
@@ -154,6 +168,8 @@ class FaultProxy:
             command, rule = await in_flight.get()
             if rule is not None:
                 rule.swallowed.append(command)
+                if rule.then is not None:
+                    rule.then()
                 return  # Redis ran it; the client never hears, and the connection drops
             await self._flowing.wait()
             if self.reply_delay:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from flashsale.settings import Settings
+from flashsale.store.tries import RecordingRetry
 
 
 def connect(settings: Settings, url: str | None = None) -> Redis:
@@ -19,8 +19,9 @@ def connect(settings: Settings, url: str | None = None) -> Redis:
         socket_connect_timeout=settings.redis.connect_timeout_seconds,
         decode_responses=True,
         # One immediate retry on a dropped connection: safe because every state-changing
-        # script is safe to run twice with the same arguments (docs/reliability.md).
-        retry=Retry(NoBackoff(), 1),
+        # script is safe to run twice with the same arguments (docs/reliability.md). Each
+        # failed try is noted, so that a lost first reply is not hidden by the retry's error.
+        retry=RecordingRetry(NoBackoff(), 1),
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 

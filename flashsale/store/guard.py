@@ -4,13 +4,14 @@ Redis' failures turned into StoreUnavailableError (which the breaker counts)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from redis import exceptions as redis_errors
 
 from flashsale.errors import BreakerOpenError, StoreUnavailableError
 from flashsale.store.breaker import CircuitBreaker
+from flashsale.store.tries import failed_tries
 
 # Redis refusals that mean "not now" rather than "this script is wrong". redis-py turns some
 # into classes of their own and drops the code from the message (OOM, READONLY, MASTERDOWN,
@@ -29,24 +30,34 @@ _UNAVAILABLE_CODES = frozenset(
 )
 
 
-def unavailable(exc: BaseException) -> StoreUnavailableError | None:
+def unavailable(
+    exc: BaseException, earlier_tries: Sequence[BaseException] = ()
+) -> StoreUnavailableError | None:
     """The StoreUnavailableError a Redis failure amounts to, or None for a bug (a script
-    error)."""
+    error). `earlier_tries` are the failures of the tries the client made before the last
+    one: any of them may have let the command run."""
     if isinstance(exc, _UNAVAILABLE_CLASSES):
-        # A read that timed out or a connection lost after the command went out may have
-        # let it run; a connection never made, or Redis' own refusal, did not.
-        lost_reply = isinstance(
-            exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)
-        ) and not isinstance(exc, redis_errors.BusyLoadingError)
-        may_have_run = lost_reply and "connecting to" not in str(exc)
+        may_have_run = any(_may_have_run(e) for e in (*earlier_tries, exc))
         return StoreUnavailableError(
             f"Redis is unavailable: {type(exc).__name__}: {exc}", may_have_run=may_have_run
         )
     if isinstance(exc, redis_errors.ResponseError):
         code = str(exc).split(" ", 1)[0]
         if code in _UNAVAILABLE_CODES:
-            return StoreUnavailableError(f"Redis refused the write: {exc}")
+            return StoreUnavailableError(
+                f"Redis refused the write: {exc}",
+                may_have_run=any(_may_have_run(e) for e in earlier_tries),
+            )
     return None
+
+
+def _may_have_run(exc: BaseException) -> bool:
+    """A read that timed out or a connection lost after the command went out may have let it
+    run; a connection never made, or Redis' own refusal, did not."""
+    lost_reply = isinstance(
+        exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)
+    ) and not isinstance(exc, redis_errors.BusyLoadingError)
+    return lost_reply and "connecting to" not in str(exc)
 
 
 class RedisGuard:
@@ -60,6 +71,7 @@ class RedisGuard:
         breaker = self._breaker
         if breaker is not None and not breaker.allow():
             raise BreakerOpenError(breaker.retry_after())
+        tries = failed_tries.set([])
         try:
             yield
         except asyncio.CancelledError:
@@ -67,7 +79,7 @@ class RedisGuard:
                 breaker.record_abandoned()
             raise
         except Exception as exc:
-            failure = unavailable(exc)
+            failure = unavailable(exc, failed_tries.get() or ())
             if failure is None:
                 if breaker is not None:
                     breaker.record_success()  # Redis answered; the fault is elsewhere
@@ -75,5 +87,8 @@ class RedisGuard:
             if breaker is not None:
                 breaker.record_failure()
             raise failure from exc
-        if breaker is not None:
-            breaker.record_success()
+        else:
+            if breaker is not None:
+                breaker.record_success()
+        finally:
+            failed_tries.reset(tries)

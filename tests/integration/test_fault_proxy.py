@@ -246,3 +246,33 @@ async def test_connections_cut_between_calls_are_made_again(through: Through) ->
     assert isinstance(again, Reservation)
     assert not again.replayed
     assert await t.direct.hget(keys.sale(sale_id), "stock_left") == "8"
+
+
+async def test_a_lost_reply_whose_retry_cannot_connect_is_202_not_503(
+    through: Through,
+) -> None:
+    """Redis runs the purchase, its reply is lost, and the client's retry finds nothing to
+    connect to: the last error says "could not connect", but the first try may have taken
+    stock, so the answer is 202 pending - and it settles as the hold Redis has."""
+    t = through
+    app = create_app(t.settings)
+    async with TestClient(TestServer(app)) as client:
+        sale_id = await new_sale(t, stock=10)
+        script = "purchase_batch" if t.settings.batching.enabled else "purchase"
+        swallowed = t.proxy.swallow_reply(evalsha_of(script), then=t.proxy.refuse_connections)
+        response = await client.post(
+            f"/v1/sales/{sale_id}/purchases", json={"user_id": "u1", "quantity": 2}
+        )
+        assert len(swallowed) == 1, "the fault was not injected"
+        body = await response.json()
+        assert response.status == 202, body  # before: 503, with the units held
+        assert body["status"] == "pending"
+        await t.proxy.accept_connections()
+
+        async def settled() -> str | None:
+            answer = await client.get(f"/v1/orders/{body['order_id']}")
+            status = str((await answer.json())["status"]) if answer.status == 200 else None
+            return None if status in (None, "pending") else status
+
+        assert await eventually(settled, within=15, what="the 202 to settle") == "reserved"
+        assert await t.direct.hget(keys.sale(sale_id), "stock_left") == "8"
