@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 import msgspec
 from aiohttp import web
@@ -33,9 +33,9 @@ async def decode_body(request: web.Request, kind: type[T]) -> T:
     media_type = request.content_type if request.headers.get("Content-Type") else JSON
     try:
         if media_type in _MSGPACK_TYPES:
-            return msgspec.msgpack.decode(raw, type=kind)
+            return _decode(msgspec.msgpack.decode, raw, kind)
         if media_type == JSON or media_type.endswith("+json"):
-            return msgspec.json.decode(raw, type=kind)
+            return _decode(msgspec.json.decode, raw, kind)
     except msgspec.ValidationError as exc:
         raise ProblemError(ProblemCode.INVALID_REQUEST, _field_message(str(exc))) from None
     except msgspec.DecodeError as exc:
@@ -45,6 +45,29 @@ async def decode_body(request: web.Request, kind: type[T]) -> T:
         ProblemCode.INVALID_REQUEST,
         f"unsupported Content-Type {media_type!r}: send {JSON} or {MSGPACK}",
     )
+
+
+def _decode(decode: Callable[..., Any], raw: bytes, kind: type[T]) -> T:
+    """Strict, except that an integral number is an integer however it is spelled: JSON
+    Schema (and so the OpenAPI document) counts `2.0` as the integer 2, and a client that
+    sends it means 2. `2.5` and `"2"` stay errors. The lenient pass runs only after the
+    strict one failed on exactly that, so well-formed bodies pay nothing for it."""
+    try:
+        return cast(T, decode(raw, type=kind))
+    except msgspec.ValidationError as exc:
+        if "Expected `int`, got `float`" not in str(exc):
+            raise
+    return msgspec.convert(_integral_floats_as_ints(decode(raw)), kind)
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
 
 
 def _field_message(message: str) -> str:

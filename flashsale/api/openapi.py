@@ -41,6 +41,8 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    for kind in schema_types:
+        components[kind.__name__].update(getattr(kind, "json_schema_rules", {}))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -68,6 +70,10 @@ def _operation(route: Route) -> dict[str, Any]:
     responses = {str(route.ok_status): ok}
     for status, kind, description in route.also:
         responses[str(status)] = {"description": description, "content": _content(kind)}
+    links = {link.name: link.document() for link in route.links}
+    for status in (route.ok_status, *(status for status, _kind, _text in route.also)):
+        if links:
+            responses[str(status)]["links"] = links
     for status in route.errors + ((401,) if admin else ()):
         responses[str(status)] = {
             "description": _ERROR_DESCRIPTIONS[status],

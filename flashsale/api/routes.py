@@ -37,6 +37,36 @@ class Audience(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: what a successful answer lets a client call next, and with which of
+    its fields (clients and the stateful contract tests follow them)."""
+
+    name: str
+    operation_id: str
+    parameter: str  # the path parameter of the linked operation
+    field: str  # the field of this answer's body that fills it
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "operationId": self.operation_id,
+            "parameters": {self.parameter: f"$response.body#/{self.field}"},
+        }
+
+
+def order_links(*names: str) -> tuple[Link, ...]:
+    operations = {"order": "getOrder", "confirm": "confirmOrder", "cancel": "cancelOrder"}
+    return tuple(Link(name, operations[name], "order_id", "order_id") for name in names)
+
+
+def sale_links(*names: str) -> tuple[Link, ...]:
+    operations = {
+        "sale": "getSale", "purchase": "purchase", "adminSale": "getAdminSale",
+        "patch": "patchSale", "end": "endSale",
+    }  # fmt: skip
+    return tuple(Link(name, operations[name], "sale_id", "sale_id") for name in names)
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: str
@@ -49,6 +79,8 @@ class Route:
     errors: tuple[int, ...] = ()
     # Other successful answers: (status, body type, what it means).
     also: tuple[tuple[int, type, str], ...] = ()
+    # Where the successful answers lead (the ok status's, and the same for each of `also`).
+    links: tuple[Link, ...] = ()
     body: type | None = None
     headers: tuple[dict[str, Any], ...] = ()
     query: tuple[dict[str, Any], ...] = ()
@@ -87,32 +119,38 @@ SHOPPER, OPERATOR, OPERATIONS = Audience.SHOPPER, Audience.OPERATOR, Audience.OP
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/sales/{sale_id}", shopper.get_sale, "getSale", SHOPPER,
-          "A sale as shoppers see it", 200, SaleView, (400, 404, 429, 503)),
+          "A sale as shoppers see it", 200, SaleView, (400, 404, 429, 503),
+          links=sale_links("purchase")),
     Route("POST", "/v1/sales/{sale_id}/purchases", shopper.purchase, "purchase", SHOPPER,
           "Reserve units for a user until expires_at", 201, ReservationView,
           (400, 404, 409, 413, 422, 429, 503), body=PurchaseRequest,
           headers=(IDEMPOTENCY_HEADER,), takes_stock=True,
+          links=order_links("order", "confirm", "cancel"),
           also=((202, PendingView, "Pending: the attempt reached Redis, its outcome is not "
                  "known yet; GET the order (Location) after Retry-After until it is settled: "
                  "reserved, or 404 (it took nothing and never will)"),)),
     Route("GET", "/v1/orders/{order_id}", shopper.get_order, "getOrder", SHOPPER,
-          "An order", 200, OrderView, (400, 404, 429, 503)),
+          "An order", 200, OrderView, (400, 404, 429, 503),
+          links=order_links("confirm", "cancel")),
     Route("POST", "/v1/orders/{order_id}/confirm", shopper.confirm_order, "confirmOrder",
           SHOPPER, "Payment went through: the units are sold for good (idempotent)", 200,
-          OrderView, (400, 404, 409, 503), finishes_purchase=True),
+          OrderView, (400, 404, 409, 503), finishes_purchase=True,
+          links=order_links("order", "cancel")),
     Route("POST", "/v1/orders/{order_id}/cancel", shopper.cancel_order, "cancelOrder", SHOPPER,
           "The shopper gives the order up: its units go back on sale at once (idempotent)",
-          200, OrderView, (400, 404, 409, 503), finishes_purchase=True),
+          200, OrderView, (400, 404, 409, 503), finishes_purchase=True,
+          links=order_links("order", "confirm")),
     Route("GET", "/admin/sales", admin.list_sales, "listSales", OPERATOR,
           "Every sale, with counts", 200, SaleList, (503,)),
     Route("POST", "/admin/sales", admin.create_sale, "createSale", OPERATOR,
-          "Schedule a sale", 201, SaleView, (400, 409, 413, 503), body=CreateSaleRequest),
+          "Schedule a sale", 201, SaleView, (400, 409, 413, 503), body=CreateSaleRequest,
+          links=sale_links("sale", "purchase", "adminSale", "patch", "end")),
     Route("GET", "/admin/sales/{sale_id}", admin.get_sale, "getAdminSale", OPERATOR,
           "A sale with counts", 200, AdminSaleView, (400, 404, 503)),
     Route("PATCH", "/admin/sales/{sale_id}", admin.patch_sale, "patchSale", OPERATOR,
           "Change a sale: add stock, move the window, pause, change the per-user limit", 200,
           AdminSaleView, (400, 404, 409, 413, 422, 503), body=PatchSaleRequest,
-          headers=(OPERATOR_IDEMPOTENCY_HEADER,)),
+          headers=(OPERATOR_IDEMPOTENCY_HEADER,), links=sale_links("purchase", "end")),
     Route("POST", "/admin/sales/{sale_id}/end", admin.end_sale, "endSale", OPERATOR,
           "End the sale now", 200, AdminSaleView, (400, 404, 503)),
     Route("GET", "/admin/dead-letters", admin.dead_letters, "listDeadLetters", OPERATOR,

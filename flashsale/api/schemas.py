@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -25,6 +25,9 @@ Identifier = Annotated[
     str, Meta(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN, examples=["sale-42"])
 ]
 Timestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339 time with an offset")]
+# The window's two ends, with examples that make a window that is open (ends after starts).
+StartsAt = Annotated[Timestamp, Meta(examples=["2000-01-01T00:00:00Z"])]
+EndsAt = Annotated[Timestamp, Meta(examples=["2999-12-31T23:59:59Z"])]
 Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
 StockAmount = Annotated[int, Meta(ge=1, le=1_000_000_000)]
 PerUserLimit = Annotated[int, Meta(ge=1, le=1_000_000)]
@@ -40,11 +43,22 @@ class PurchaseRequest(Struct, forbid_unknown_fields=True):
 
 
 class CreateSaleRequest(Struct, forbid_unknown_fields=True):
+    # Rules /openapi.json states beside the fields' own (JSON Schema cannot compare fields).
+    json_schema_rules: ClassVar[dict[str, Any]] = {
+        "description": "ends_at must be after starts_at, else 400 invalid_request.",
+        "examples": [
+            {
+                "sale_id": "sale-42", "sku": "HEADPHONES-1", "name": "Anniversary headphones",
+                "stock": 300, "starts_at": "2000-01-01T00:00:00Z",
+                "ends_at": "2999-12-31T23:59:59Z", "per_user_limit": 1, "hold_seconds": 600,
+            }
+        ],
+    }  # fmt: skip
     sku: Annotated[str, Meta(min_length=1, max_length=128)]
     name: Annotated[str, Meta(min_length=1, max_length=256)]
     stock: StockAmount
-    starts_at: Timestamp
-    ends_at: Timestamp
+    starts_at: StartsAt
+    ends_at: EndsAt
     sale_id: Identifier | UnsetType = UNSET
     per_user_limit: PerUserLimit = DEFAULT_PER_USER_LIMIT
     hold_seconds: HoldSeconds = DEFAULT_HOLD_SECONDS
@@ -62,9 +76,15 @@ class CreateSaleRequest(Struct, forbid_unknown_fields=True):
 
 
 class PatchSaleRequest(Struct, forbid_unknown_fields=True):
+    json_schema_rules: ClassVar[dict[str, Any]] = {
+        "minProperties": 1,
+        "description": "At least one change. The window must stay open for a while: ends_at "
+        "after starts_at, comparing what is sent with what the sale has, else 400 "
+        "invalid_request.",
+    }
     add_stock: StockAmount | UnsetType = UNSET
-    starts_at: Timestamp | UnsetType = UNSET
-    ends_at: Timestamp | UnsetType = UNSET
+    starts_at: StartsAt | UnsetType = UNSET
+    ends_at: EndsAt | UnsetType = UNSET
     paused: bool | UnsetType = UNSET
     per_user_limit: PerUserLimit | UnsetType = UNSET
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -75,6 +76,22 @@ async def test_bad_purchase_is_400_naming_the_problem_and_changes_nothing(
     document = await assert_problem(response, 400, "invalid_request")
     assert named.lower() in document["detail"].lower()
     assert await admin_view(client, sale["sale_id"]) == before
+
+
+@pytest.mark.parametrize("media_type", ["application/json", "application/msgpack"])
+async def test_an_integral_number_is_an_integer_however_it_is_spelled(
+    client: Client, create_sale: CreateSale, media_type: str
+) -> None:
+    """JSON Schema, and so /openapi.json, counts 2.0 as the integer 2: it buys 2 units."""
+    sale = await create_sale(stock=5, per_user_limit=3)
+    body = {"user_id": "u1", "quantity": 2.0}
+    encoded = msgspec.json.encode(body) if "json" in media_type else msgspec.msgpack.encode(body)
+    response = await client.post(
+        f"/v1/sales/{sale['sale_id']}/purchases", data=encoded,
+        headers={"Content-Type": media_type},
+    )  # fmt: skip
+    assert response.status == 201, await response.text()
+    assert (await admin_view(client, sale["sale_id"]))["stock_left"] == 3
 
 
 BAD_SALES: list[tuple[str, dict[str, Any], str]] = [
