@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: install run test test-fast loadtest bench bench-smoke lint luacheck format clean
+.PHONY: install run test test-fast loadtest bench bench-smoke chaos chaos-smoke lint luacheck format clean
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap scripts/ensure-packages
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/bootstrap
@@ -42,6 +42,17 @@ bench: install
 bench-smoke: install
 	./scripts/ensure-packages redis wrk hey
 	$(BIN)/python loadtest/bench.py --duration 1
+
+## chaos: ~4 minutes of faults (Redis, app processes, worker, PostgreSQL, lost replies) under
+## steady load against serve --workers 2, then the history checker and the audit (docs/reliability.md)
+chaos: install
+	./scripts/ensure-packages redis postgresql
+	$(BIN)/python loadtest/chaos.py --duration 200
+
+## chaos-smoke: the same in 30 seconds, every fault once (CI)
+chaos-smoke: install
+	./scripts/ensure-packages redis postgresql
+	$(BIN)/python loadtest/chaos.py --duration 30 --calm 1.5
 
 ## lint: ruff, mypy --strict, the import contracts and luacheck, as CI runs them
 lint: install luacheck

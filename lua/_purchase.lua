@@ -20,7 +20,8 @@
 --   outcome "fenced"                               the engine settled this attempt as never
 --                                                  made (its answer was 202 pending and it
 --                                                  arrived late): nothing is taken
---   replayed is 1 when the answer is a stored one (same attempt or same idempotency key);
+--   replayed is 1 when the answer is another request's, stored under the same idempotency
+--   key (the same attempt sent again gets its own outcome, replayed 0);
 --   stock_left is the sale's stock after this attempt (-1 when the answer is a replay or
 --   replay_only found nothing stored).
 -- An idempotency record of a reservation lives idem_ttl_ms past the end of its hold (a retry
@@ -36,10 +37,11 @@ local function purchase_one(sale, attempt)
   local quantity, fingerprint, idempotency_key = attempt[5], attempt[6], attempt[7]
   local replay_only, fence_key = attempt[8], attempt[9]
 
-  -- A retried call (client retry after a lost reply) carries the same order id.
+  -- A retried call (the client's retry after a lost reply) carries the same order id: it
+  -- gets this attempt's own outcome, which is no replay of another request's.
   local stored = redis.call('HMGET', order_key, 'created_at', 'expires_at')
   if stored[1] then
-    return {'ok', order_id, tonumber(stored[1]), tonumber(stored[2]), 1, -1}
+    return {'ok', order_id, tonumber(stored[1]), tonumber(stored[2]), 0, -1}
   end
   if redis.call('EXISTS', fence_key) == 1 then
     return {'fenced', '', 0, 0, 0, -1}
@@ -47,13 +49,17 @@ local function purchase_one(sale, attempt)
 
   if fingerprint ~= '' then
     local first = redis.call('HMGET', idem_key, 'fingerprint', 'outcome', 'order_id',
-      'created_at', 'expires_at')
+      'created_at', 'expires_at', 'attempt')
     if first[1] then
       if first[1] ~= fingerprint then
         return {'idempotency_conflict', '', 0, 0, 1, -1}
       end
+      local replayed = 1
+      if first[6] == order_id then
+        replayed = 0  -- this very attempt, sent again: its own (refused) outcome
+      end
       return {first[2], first[3] or '', tonumber(first[4] or '0'), tonumber(first[5] or '0'),
-        1, -1}
+        replayed, -1}
     end
   end
   if replay_only then
@@ -120,11 +126,15 @@ local function purchase_one(sale, attempt)
       created_at, expires_at, now)
   else
     redis.call('HINCRBY', sale_key, 'rejected', 1)
+  end
+  local attempt_id = order_id
+  if outcome ~= 'ok' then
     order_id = ''
   end
   if fingerprint ~= '' then
     redis.call('HSET', idem_key, 'fingerprint', fingerprint, 'outcome', outcome,
-      'order_id', order_id, 'created_at', created_at, 'expires_at', expires_at)
+      'order_id', order_id, 'created_at', created_at, 'expires_at', expires_at,
+      'attempt', attempt_id)
     local ttl = idem_ttl_ms
     if outcome == 'ok' then
       ttl = idem_ttl_ms + hold_seconds * 1000

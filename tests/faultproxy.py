@@ -62,6 +62,7 @@ class FaultProxy:
         self._target = (redis_host, redis_port)
         self._server: asyncio.Server | None = None
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._serving: set[asyncio.Task[None]] = set()
         self._swallows: list[_Swallow] = []
         self._flowing = asyncio.Event()
         self._flowing.set()
@@ -81,6 +82,11 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        # End each connection's task here rather than leave it to be cancelled with the loop.
+        serving = [task for task in self._serving if not task.done()]
+        for task in serving:
+            task.cancel()
+        await asyncio.gather(*serving, return_exceptions=True)
 
     def swallow_reply(
         self, matches: Matcher, times: int = 1, then: Callable[[], None] | None = None
@@ -117,7 +123,15 @@ class FaultProxy:
         self._links.clear()
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection(*self._target)
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+        try:
+            server_r, server_w = await asyncio.open_connection(*self._target)
+        except OSError:  # Redis is down: the client sees its connection closed
+            client_w.close()
+            return
         link = (client_w, server_w)
         self._links.add(link)
         in_flight: asyncio.Queue[tuple[Command, _Swallow | None]] = asyncio.Queue()
@@ -125,6 +139,10 @@ class FaultProxy:
         try:
             await self._replies(server_r, client_w, in_flight)
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            pass
+        except asyncio.CancelledError:
+            # stop() ends the connection: a task of start_server's own, nobody awaits its
+            # cancellation (and Python 3.11 logs a cancelled one as an error).
             pass
         finally:
             upstream.cancel()

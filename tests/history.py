@@ -250,6 +250,23 @@ def check(history: Iterable[Operation], final: FinalState) -> Report:
             told.add(op.order_id)
             if "reserved" in reads.get(op.order_id, ()) and op.order_id not in orders:
                 problem("lost", f"202 {op.order_id} settled reserved, not in Redis")
+    # A refusal promises nothing was taken. A keyed retry that replays an order the first
+    # press made shows the first press took stock after all: its shopper was told a lie.
+    answered: dict[tuple[str, str], list[Operation]] = {}
+    for op in sorted(purchases, key=lambda o: o.invoked_at):
+        if not op.idempotency_key:
+            continue
+        earlier = answered.setdefault((op.user_id, op.idempotency_key), [])
+        replayed = op.headers.get("Idempotent-Replayed") == "true"
+        if (
+            replayed
+            and op.outcome is Outcome.OK
+            and all(e.outcome is Outcome.FAIL for e in earlier)
+        ):
+            before = ", ".join(e.detail for e in earlier) or "no earlier press"
+            problem("untold", f"{op.order_id} replayed for key {op.idempotency_key!r}; "
+                    f"before: {before}")  # fmt: skip
+        earlier.append(op)
     report.unknown = sum(op.outcome is Outcome.INFO for op in purchases)
     report.recovered = sum(op.outcome is Outcome.INFO and op.order_id in orders for op in purchases)
     invoked_users = {op.user_id for op in purchases}

@@ -50,6 +50,9 @@ class ProcessPool:
         self._count = count
         self._context = multiprocessing.get_context("spawn")
         self._children: list[BaseProcess | None] = [None] * count
+        # Each child's ready event, held as long as the child: the event is a named semaphore
+        # the child opens while it starts, and it is unlinked once the parent drops it.
+        self._readies: list[ProcessEvent | None] = [None] * count
         self._stopping = False
 
     def _start(self, index: int, port: int) -> ProcessEvent:
@@ -64,6 +67,7 @@ class ProcessPool:
         )
         child.start()
         self._children[index] = child
+        self._readies[index] = ready
         return ready
 
     async def run(self) -> None:

@@ -84,3 +84,15 @@ async def test_processes_share_the_port_and_their_metrics(tmp_path: Path) -> Non
                 ignoring=(Exception,),
             )
             assert http.get(service.url + "/readyz")[0] == 200
+            # The replacement serves: with the other original gone too, only replacements are
+            # left to answer (a replacement that cannot start would leave nobody).
+            [survivor] = children - {victim}
+            os.kill(survivor, signal.SIGKILL)
+            wait_until_gone(survivor, "the second killed process to go")
+            eventually_blocking(
+                lambda: http.get(service.url + "/readyz")[0] == 200,
+                within=30,
+                what="a replacement to answer",
+                ignoring=(Exception,),
+            )
+            assert "exited (code 1)" not in service.log(), service.log()[-3000:]

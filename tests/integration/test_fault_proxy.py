@@ -95,7 +95,9 @@ async def test_a_purchase_whose_reply_is_lost_takes_stock_once(through: Through)
     outcome = await t.store.purchase(sale_id, "u1", 1)
     assert len(swallowed) == 1, "the fault was not injected"
     assert isinstance(outcome, Reservation)
-    assert outcome.replayed  # the client's second send met the first one's result
+    # The client's second send met the first one's result: one order, one unit - and no
+    # "replayed" (the shopper sent one request).
+    assert not outcome.replayed
     assert await t.direct.hget(keys.sale(sale_id), "stock_left") == "9"
     assert await t.direct.smembers(keys.orders(sale_id)) == {outcome.order_id}
     assert await t.direct.xlen(keys.events(sale_id)) == 1

@@ -140,7 +140,7 @@ class SaleMachine(RuleBasedStateMachine):
         )
         if order_id in self.model.orders:
             assert isinstance(outcome, Reservation)
-            assert (outcome.order_id, outcome.replayed) == (order_id, True)
+            assert (outcome.order_id, outcome.replayed) == (order_id, False)
         else:  # refused the first time: decided afresh, like a new attempt of that id
             self._apply(user, quantity, outcome, order_id)
 

@@ -95,3 +95,27 @@ def test_an_unanswered_202_is_still_pending() -> None:
     bought(history, "a", "o1", status=202)
     history.invoke("read", SALE, order_id="o1").complete(200, {"status": "pending"})
     assert history.pending_order_ids() == ["o1"]
+
+
+def test_a_refused_press_whose_retry_replays_an_order_was_a_lie() -> None:
+    history = History()
+    history.invoke("purchase", SALE, user_id="a", quantity=1, idempotency_key="k").complete(
+        503, {"code": "overloaded"}
+    )
+    retry = history.invoke("purchase", SALE, user_id="a", quantity=1, idempotency_key="k")
+    retry.complete(201, {"order_id": "o1"}, {"Idempotent-Replayed": "true"})
+    orders = {"o1": StoredOrder("a", 1, "reserved", "k")}
+    assert check(history.operations, final(orders)).untold == 1
+    # A retry that made a fresh order (not a replay) is the shed press retried: no lie.
+    retry.headers = {}
+    assert check(history.operations, final(orders)).valid
+
+
+def test_a_first_press_marked_replayed_is_caught() -> None:
+    """The header claims an earlier request's answer; there was none."""
+    history = History()
+    press = history.invoke("purchase", SALE, user_id="a", quantity=1, idempotency_key="k")
+    press.complete(201, {"order_id": "o1"}, {"Idempotent-Replayed": "true"})
+    report = check(history.operations, final({"o1": StoredOrder("a", 1, "reserved", "k")}))
+    assert report.untold == 1
+    assert "no earlier press" in report.problems[0]
