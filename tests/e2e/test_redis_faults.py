@@ -148,7 +148,11 @@ async def test_redis_killed_mid_sale(service: Service, durable_redis: RedisServe
         durable_redis.kill()
         during = await purchases(http, history, sale_id, "down", 60)
         assert_answered_in_time(during)
-        assert {op.status for op in during} == {503}
+        # Refused - or, for a call already written to a pooled connection when Redis died,
+        # 202: the client cannot tell a reply lost with Redis from a call never run.
+        statuses = {op.status for op in during}
+        assert 503 in statuses
+        assert statuses <= {202, 503}
         # Several more rounds: the breaker is open now, and answers come at once.
         again = await purchases(http, history, sale_id, "still-down", 60)
         assert max(op.elapsed for op in again) < MARGIN
