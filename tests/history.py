@@ -250,23 +250,26 @@ def check(history: Iterable[Operation], final: FinalState) -> Report:
             told.add(op.order_id)
             if "reserved" in reads.get(op.order_id, ()) and op.order_id not in orders:
                 problem("lost", f"202 {op.order_id} settled reserved, not in Redis")
-    # A refusal promises nothing was taken. A keyed retry that replays an order the first
-    # press made shows the first press took stock after all: its shopper was told a lie.
-    answered: dict[tuple[str, str], list[Operation]] = {}
-    for op in sorted(purchases, key=lambda o: o.invoked_at):
-        if not op.idempotency_key:
-            continue
-        earlier = answered.setdefault((op.user_id, op.idempotency_key), [])
-        replayed = op.headers.get("Idempotent-Replayed") == "true"
-        if (
-            replayed
-            and op.outcome is Outcome.OK
-            and all(e.outcome is Outcome.FAIL for e in earlier)
-        ):
-            before = ", ".join(e.detail for e in earlier) or "no earlier press"
-            problem("untold", f"{op.order_id} replayed for key {op.idempotency_key!r}; "
-                    f"before: {before}")  # fmt: skip
-        earlier.append(op)
+    # A refusal promises nothing was taken. A keyed press answered with a replay of an order
+    # must have a press it replays: another with the key, invoked before this one was
+    # answered (concurrent presses count), that was not refused. If every such press was
+    # refused, one of those refusals took stock after all; if there is none, the replay
+    # claims a request that never was.
+    by_key: dict[tuple[str, str], list[Operation]] = {}
+    for op in purchases:
+        if op.idempotency_key:
+            by_key.setdefault((op.user_id, op.idempotency_key), []).append(op)
+    for presses in by_key.values():
+        for op in presses:
+            replayed = op.headers.get("Idempotent-Replayed") == "true"
+            if not (replayed and op.outcome is Outcome.OK):
+                continue
+            answered_at = op.completed_at if op.completed_at is not None else float("inf")
+            others = [e for e in presses if e is not op and e.invoked_at < answered_at]
+            if all(e.outcome is Outcome.FAIL for e in others):
+                before = ", ".join(e.detail for e in others) or "no earlier press"
+                problem("untold", f"{op.order_id} replayed for key {op.idempotency_key!r}; "
+                        f"before: {before}")  # fmt: skip
     report.unknown = sum(op.outcome is Outcome.INFO for op in purchases)
     report.recovered = sum(op.outcome is Outcome.INFO and op.order_id in orders for op in purchases)
     invoked_users = {op.user_id for op in purchases}

@@ -119,3 +119,14 @@ def test_a_first_press_marked_replayed_is_caught() -> None:
     report = check(history.operations, final({"o1": StoredOrder("a", 1, "reserved", "k")}))
     assert report.untold == 1
     assert "no earlier press" in report.problems[0]
+
+
+def test_concurrent_presses_of_one_key_may_replay_each_other() -> None:
+    """The press invoked first may be answered second, with the other's order."""
+    history = History()
+    first = history.invoke("purchase", SALE, user_id="a", quantity=1, idempotency_key="k")
+    second = history.invoke("purchase", SALE, user_id="a", quantity=1, idempotency_key="k")
+    second.complete(201, {"order_id": "o1"})
+    first.complete(201, {"order_id": "o1"}, {"Idempotent-Replayed": "true"})
+    report = check(history.operations, final({"o1": StoredOrder("a", 1, "reserved", "k")}))
+    assert report.valid, report.render()
