@@ -130,6 +130,12 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.in_flight_limit = Gauge(
+            "flashsale_in_flight_limit",
+            "The in-flight bound in force (adaptive: it follows latency).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self.breaker_state = Gauge(
             "flashsale_redis_breaker_state",
             "The Redis circuit breaker: 0 closed, 1 half-open, 2 open.",

@@ -43,6 +43,11 @@ class ServerSettings(_Section, frozen=True):
     data_dir: str
     max_body_bytes: Annotated[int, Meta(ge=64)]
     shutdown_timeout_seconds: NonNegativeFloat
+    listen_backlog: PositiveInt
+    max_connections: PositiveInt
+    header_timeout_seconds: Annotated[float, Meta(ge=0.1)]
+    body_timeout_seconds: Annotated[float, Meta(ge=0.1)]
+    keepalive_timeout_seconds: Annotated[float, Meta(ge=0.1)]
 
 
 class RedisSettings(_Section, frozen=True):
@@ -61,6 +66,10 @@ class RedisSettings(_Section, frozen=True):
 
 class AdmissionSettings(_Section, frozen=True):
     max_in_flight: PositiveInt
+    adaptive: bool
+    min_in_flight: PositiveInt
+    queue_target_ms: Annotated[float, Meta(gt=0)]
+    queue_interval_ms: Annotated[float, Meta(gt=0)]
     finish_reserve: Annotated[float, Meta(ge=0, lt=1)]
     deadline_seconds: Annotated[float, Meta(ge=0.01)]
     user_rate_per_second: NonNegativeFloat

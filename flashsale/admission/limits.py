@@ -71,9 +71,18 @@ class InFlightLimit:
     bound is kept for requests that finish a purchase."""
 
     def __init__(self, limit: int, reserve: float) -> None:
-        self._limit = limit
-        self._normal_limit = max(1, int(limit * (1 - reserve)))
+        self._reserve = reserve
         self.current = 0
+        self.set_limit(limit)
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def set_limit(self, limit: int) -> None:
+        """A new bound (the adaptive limit moves it); requests in flight stay."""
+        self._limit = limit
+        self._normal_limit = max(1, int(limit * (1 - self._reserve)))
 
     def try_enter(self, priority: Priority) -> bool:
         bound = self._limit if priority is Priority.FINISH else self._normal_limit

@@ -98,4 +98,5 @@ async def _sample_in_flight(admission: Admission, stop: asyncio.Event) -> None:
     """The in-flight gauge, sampled a few times a second rather than moved per request."""
     while not stop.is_set():
         admission.metrics.in_flight.set(admission.in_flight.current)
+        admission.metrics.in_flight_limit.set(admission.in_flight.limit)
         await pause(0.25, stop)

@@ -24,3 +24,5 @@ PURCHASES = web.AppKey("purchases", Purchases)
 
 # When the request must be answered by (event-loop time), set by admission.
 DEADLINE = web.RequestKey("deadline", float)
+# Loop time the request's head arrived (api/protocol.py), or when the app first saw it.
+ARRIVED = web.RequestKey("arrived", float)

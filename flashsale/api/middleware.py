@@ -14,8 +14,9 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from flashsale.api.context import ADMISSION, DEADLINE, METRICS
+from flashsale.api.context import ADMISSION, ARRIVED, DEADLINE, METRICS, SETTINGS
 from flashsale.api.problems import ProblemCode, ProblemError, retry_after_header
+from flashsale.api.protocol import arrival_of
 from flashsale.api.routes import Audience, Handler, Route, audience_of, route_of
 from flashsale.errors import (
     BreakerOpenError,
@@ -41,6 +42,8 @@ async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not (0 < len(request_id) <= 128 and request_id.isascii() and request_id.isprintable()):
         request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
     REQUEST_ID.set(request_id)  # each request runs in its own task: its own context
+    arrived = arrival_of(request)
+    request[ARRIVED] = arrived if arrived is not None else asyncio.get_running_loop().time()
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -127,15 +130,25 @@ def gate(admin_token: str) -> Middleware:
 
 
 async def _admit(request: web.Request, handler: Handler, route: Route | None) -> web.StreamResponse:
+    """Admission, cheapest refusals first and nothing of the body parsed before them: the
+    request's age, the client's rate, its body's arrival (awaited outside the in-flight
+    bound, so a slow sender holds no slot), then an in-flight slot."""
     admission = request.app[ADMISSION]
     takes_stock = route is not None and route.takes_stock
     finishing = route is not None and route.finishes_purchase
     purchase_of = request.match_info.get("sale_id") if takes_stock else None
-    client = admission.client(request.remote, request.headers.get("X-Forwarded-For"))
-    admission.enter(client, finishing=finishing, purchase_of=purchase_of)
     loop = asyncio.get_running_loop()
-    # The clock starts here; the purchase service arms it around the work that waits on Redis.
-    request[DEADLINE] = deadline = loop.time() + admission.deadline_seconds
+    arrived = request[ARRIVED]
+    admission.check_age(loop.time() - arrived, loop.time(), purchase_of)
+    client = admission.client(request.remote, request.headers.get("X-Forwarded-For"))
+    admission.check_client(client, finishing=finishing, purchase_of=purchase_of)
+    if request.body_exists:
+        await _await_body(request)
+    in_flight = admission.enter(finishing=finishing, purchase_of=purchase_of)
+    # The deadline counts from the head's arrival; the purchase service arms it around the
+    # work that waits on Redis.
+    request[DEADLINE] = deadline = arrived + admission.deadline_seconds
+    started = loop.time()
     try:
         return await handler(request)
     except TimeoutError:
@@ -146,4 +159,20 @@ async def _admit(request: web.Request, handler: Handler, route: Route | None) ->
             "deadline", "no answer within the request deadline; retry shortly"
         ) from None
     finally:
-        admission.leave()
+        now = loop.time()
+        admission.leave(now - started, in_flight, now)
+
+
+async def _await_body(request: web.Request) -> None:
+    """Reads the body (kept by aiohttp for the handler) within the body timeout; a body that
+    does not come in time is refused and its connection closed."""
+    timeout = request.app[SETTINGS].server.body_timeout_seconds
+    try:
+        async with asyncio.timeout(timeout):
+            await request.read()
+    except TimeoutError:
+        raise ProblemError(
+            ProblemCode.INVALID_REQUEST,
+            f"the request body did not arrive within {timeout:g} s",
+            {"Connection": "close"},
+        ) from None

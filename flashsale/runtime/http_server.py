@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
 from flashsale.api.app import create_app
 from flashsale.api.context import METRICS, REDIS, SCRIPTS, SETTINGS
+from flashsale.api.protocol import ConnectionGuard, guard_server
 from flashsale.metrics import Metrics
 from flashsale.runtime.loop import until_signalled
 from flashsale.settings import Settings
@@ -31,14 +33,20 @@ async def run_http(
     app = create_app(settings, metrics)
     if settings.worker.in_process:
         app.cleanup_ctx.append(_in_process_worker)
-    runner = web.AppRunner(
-        app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_seconds
+    server = settings.server
+    runner = GuardedRunner(
+        app,
+        ConnectionGuard(server.max_connections, server.header_timeout_seconds),
+        access_log=None,
+        shutdown_timeout=server.shutdown_timeout_seconds,
+        keepalive_timeout=server.keepalive_timeout_seconds,
     )
     await runner.setup()
     try:
         site = web.TCPSite(
-            runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None
-        )
+            runner, server.host, server.port, reuse_port=reuse_port or None,
+            backlog=server.listen_backlog,
+        )  # fmt: skip
         await site.start()
         address = runner.addresses[0]
         on_ready(str(address[0]), int(address[1]))
@@ -46,6 +54,17 @@ async def run_http(
         log.info("stopping: answering requests in flight")
     finally:
         await runner.cleanup()
+
+
+class GuardedRunner(web.AppRunner):
+    """aiohttp's runner, with connections handled by api/protocol.py's GuardedHandler."""
+
+    def __init__(self, app: web.Application, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.guard = guard
+
+    async def _make_server(self) -> web.Server:
+        return guard_server(await super()._make_server(), self.guard)
 
 
 async def _in_process_worker(app: web.Application) -> AsyncIterator[None]:

@@ -28,8 +28,11 @@ def service(service_redis_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         # Every test request comes from 127.0.0.1; rate limits have tests of their own.
         "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "0",
         "FLASHSALE_ADMISSION_USER_RATE_PER_SECOND": "0",
-        # The spike must reach the stock at full concurrency; shedding has tests of its own.
+        # The spike must reach the stock at full concurrency; shedding has tests of its own:
+        # a fixed bound, and no refusing by queueing delay (2,000 requests at once queue).
         "FLASHSALE_ADMISSION_MAX_IN_FLIGHT": "4096",
+        "FLASHSALE_ADMISSION_ADAPTIVE": "false",
+        "FLASHSALE_ADMISSION_QUEUE_TARGET_MS": "60000",
     }
     with flashsale_service(Path(tmp_path_factory.mktemp("serve")), env) as running:
         yield running
