@@ -146,6 +146,7 @@ class Metrics:
         # Looking a labelled child up costs more than using it: keep the ones in use.
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self._attempt_children: dict[str, Any] = {}
+        self._shed_children: dict[str, Any] = {}
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, str(status))
@@ -157,6 +158,12 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_shed(self, reason: str) -> None:
+        child = self._shed_children.get(reason)
+        if child is None:
+            child = self._shed_children[reason] = self.shed.labels(reason)
+        child.inc()
 
     def count_attempt(self, outcome: str) -> None:
         child = self._attempt_children.get(outcome)

@@ -46,6 +46,18 @@ class Purchases:
                 return pending
             return await self._store.settle_attempt(order_id)
 
+    def answer_sold_out_early(self, sale_id: str) -> Rejected | None:
+        """The answer to an attempt without an Idempotency-Key on a sale this process knows
+        is sold out - before its body is read: nothing in it could change the answer (a
+        keyed one may be the retry of an earlier success, and needs its body). None when the
+        attempt must go the whole way."""
+        if not self._admission.sold_out.is_sold_out(sale_id):
+            return None
+        self._metrics.sold_out_local.inc()
+        self._metrics.count_attempt(Rejection.SOLD_OUT.value)
+        self._admission.counts.rejected(sale_id)
+        return Rejected(Rejection.SOLD_OUT)
+
     async def purchase(
         self,
         sale_id: str,
@@ -79,7 +91,7 @@ class Purchases:
             admission.sold_out.mark(sale_id)
         if isinstance(outcome, Rejected):
             if outcome.reason is Rejection.OVERLOADED:
-                metrics.shed.labels("backlog").inc()
+                metrics.count_shed("backlog")
             metrics.count_attempt(outcome.reason.value)
         else:
             metrics.count_attempt("ok")

@@ -90,7 +90,7 @@ class Admission:
             )
 
     def shed(self, reason: str, sale_id: str | None) -> None:
-        self.metrics.shed.labels(reason).inc()
+        self.metrics.count_shed(reason)
         if sale_id is not None:
             self.counts.shed(sale_id)
 

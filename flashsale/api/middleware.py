@@ -66,7 +66,7 @@ def _problem_for(request: web.Request, exc: Exception) -> ProblemError:
         code = ProblemCode.RATE_LIMITED if limited else ProblemCode.OVERLOADED
         return ProblemError(code, exc.detail, {"Retry-After": retry_after_header(exc.retry_after)})
     if isinstance(exc, BreakerOpenError):
-        request.app[METRICS].shed.labels("breaker_open").inc()
+        request.app[METRICS].count_shed("breaker_open")
         return ProblemError(
             ProblemCode.OVERLOADED,
             "the engine's store is failing; retry later",
@@ -74,7 +74,7 @@ def _problem_for(request: web.Request, exc: Exception) -> ProblemError:
         )
     if isinstance(exc, StoreUnavailableError):
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
-        request.app[METRICS].shed.labels("store_unavailable").inc()
+        request.app[METRICS].count_shed("store_unavailable")
         return ProblemError(
             ProblemCode.OVERLOADED,
             "the engine's store is unavailable; retry later",

@@ -98,10 +98,31 @@ class ProblemError(FlashsaleError):
     def response(self, instance: str | None = None) -> web.Response:
         return web.Response(
             status=self.status,
-            body=msgspec.json.encode(self.document(instance)),
+            body=self.body(instance),
             content_type=PROBLEM_CONTENT_TYPE,
             headers=self.headers,
         )
+
+    def body(self, instance: str | None = None) -> bytes:
+        """The encoded document. The refusals an overloaded engine sends by the thousand
+        (shed, rate limited, sold out) come from bytes encoded once per kind, with only
+        the instance spliced in: they must cost less than the work they turn away."""
+        if self.code not in _CANNED_CODES or instance is None:
+            return msgspec.json.encode(self.document(instance))
+        key = (self.code, self.status, self.detail)
+        prefix = _canned_prefixes.get(key)
+        if prefix is None:
+            whole = msgspec.json.encode(self.document(""))
+            assert whole.endswith(b'"instance":""}')  # instance is the last field
+            prefix = _canned_prefixes[key] = whole[: -len(b'""}')]
+        return prefix + _json_string(instance) + b"}"
+
+
+# Codes whose documents are encoded once per (code, status, detail): all of them refusals
+# with a fixed set of details, so the cache stays small.
+_CANNED_CODES = frozenset({ProblemCode.OVERLOADED, ProblemCode.RATE_LIMITED, ProblemCode.SOLD_OUT})
+_canned_prefixes: dict[tuple[ProblemCode, int, str], bytes] = {}
+_json_string = msgspec.json.Encoder().encode
 
 
 def retry_after_header(seconds: float) -> str:

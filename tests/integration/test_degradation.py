@@ -60,6 +60,24 @@ async def test_after_sell_out_attempts_never_reach_redis_until_stock_returns(
     assert (await response.json())["user_id"] == "second-chance"
 
 
+async def test_a_sold_out_answer_needs_no_body_and_says_what_the_full_one_says(
+    client: Client,
+) -> None:
+    """Once this process knows the sale is sold out, an attempt without an Idempotency-Key
+    is answered before its body is even parsed - a broken body included - and the answer,
+    from pre-encoded bytes, is the one Redis's refusal gave."""
+    sale_id = await create(client, stock=1)
+    assert (await buy(client, sale_id, "winner")).status == 201
+    from_redis = await buy(client, sale_id, "late-0")  # raises the flag
+    early = await client.post(
+        f"/v1/sales/{sale_id}/purchases", data=b"{not even json",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert (early.status, early.content_type) == (from_redis.status, from_redis.content_type)
+    assert await early.json(content_type=None) == await from_redis.json(content_type=None)
+    assert early.headers.get("Retry-After") == from_redis.headers.get("Retry-After")
+
+
 async def test_an_idempotent_retry_is_answered_truthfully_after_sell_out(
     client: Client,
 ) -> None:

@@ -35,8 +35,13 @@ async def get_sale(request: web.Request) -> web.Response:
 async def purchase(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
     key = idempotency_key(request)
+    purchases = request.app[PURCHASES]
+    if key is None:
+        sold_out = purchases.answer_sold_out_early(sale_id)
+        if sold_out is not None:
+            raise rejection_problem(sold_out)  # the body is not even parsed
     body = await decode_body(request, PurchaseRequest)
-    outcome = await request.app[PURCHASES].purchase(
+    outcome = await purchases.purchase(
         sale_id,
         body.user_id,
         body.quantity,
