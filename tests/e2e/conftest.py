@@ -33,6 +33,7 @@ def service(service_redis_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         "FLASHSALE_ADMISSION_MAX_IN_FLIGHT": "4096",
         "FLASHSALE_ADMISSION_ADAPTIVE": "false",
         "FLASHSALE_ADMISSION_QUEUE_TARGET_MS": "60000",
+        "FLASHSALE_SERVER_MAX_CONNECTIONS": "4096",
     }
     with flashsale_service(Path(tmp_path_factory.mktemp("serve")), env) as running:
         yield running

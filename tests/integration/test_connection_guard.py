@@ -122,8 +122,9 @@ async def test_slow_heads_hold_no_slot_and_are_cut_off(settings: Settings) -> No
     """500 connections trickle a request head; purchases go on as if they were not there,
     and each trickler is cut off once its head is overdue."""
     async with served(
-        settings, server_header_timeout_seconds=2.0, admission_adaptive=False,
-        admission_max_in_flight=200,
+        # Room for the 500 and the shoppers: the cap has a test of its own.
+        settings, server_header_timeout_seconds=2.0, server_max_connections=1000,
+        admission_adaptive=False, admission_max_in_flight=200,
     ) as server, open_connections(server.port, 500) as trickles:  # fmt: skip
         for _reader, writer in trickles:
             writer.write(b"POST /v1/sales/x/purchases HTTP/1.1\r\nHost: t\r\nX-Slow: ")
