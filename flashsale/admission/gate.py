@@ -21,6 +21,7 @@ from flashsale.settings import Settings
 
 # Seconds a shed client is told to wait: capacity frees up within about that long.
 OVERLOADED_RETRY_AFTER_SECONDS = 1.0
+AT_CAPACITY = "the engine is at capacity; retry shortly"
 
 
 class Admission:
@@ -53,7 +54,7 @@ class Admission:
         """Refuses a request that waited too long before admission saw it (QueueDelay)."""
         if self.queue.refuse(waited, now):
             self.shed("queue_delay", purchase_of)
-            raise self.overloaded("queue_delay", "the engine is at capacity; retry shortly")
+            raise self.overloaded("queue_delay", AT_CAPACITY)
 
     def check_client(self, client: str, *, finishing: bool, purchase_of: str | None) -> None:
         """The client address's token bucket (not for confirm and cancel)."""
@@ -70,7 +71,7 @@ class Admission:
         with this one. A request let in must `leave()`."""
         if not self.in_flight.try_enter(Priority.FINISH if finishing else Priority.NORMAL):
             self.shed("in_flight", purchase_of)
-            raise self.overloaded("in_flight", "the engine is at capacity; retry shortly")
+            raise self.overloaded("in_flight", AT_CAPACITY)
         return self.in_flight.current
 
     def leave(self, took: float, in_flight: int, now: float) -> None:

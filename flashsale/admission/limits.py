@@ -84,6 +84,10 @@ class InFlightLimit:
         self._limit = limit
         self._normal_limit = max(1, int(limit * (1 - self._reserve)))
 
+    def full(self, priority: Priority) -> bool:
+        """Whether a request of this priority would be refused now."""
+        return self.current >= (self._limit if priority is Priority.FINISH else self._normal_limit)
+
     def try_enter(self, priority: Priority) -> bool:
         bound = self._limit if priority is Priority.FINISH else self._normal_limit
         if self.current >= bound:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
 import logging
-import os
 import time
 
 from aiohttp import web
@@ -17,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from flashsale.api.context import ADMISSION, ARRIVED, DEADLINE, METRICS, SETTINGS
 from flashsale.api.problems import ProblemCode, ProblemError, retry_after_header
 from flashsale.api.protocol import arrival_of
+from flashsale.api.request_ids import new_request_id
 from flashsale.api.routes import Audience, Handler, Route, audience_of, route_of
 from flashsale.errors import (
     BreakerOpenError,
@@ -28,9 +27,6 @@ from flashsale.logs import REQUEST_ID
 
 log = logging.getLogger("flashsale.http")
 
-# Request ids: unique per process (random prefix) and cheap (a counter), not uuid4 per request.
-_ID_PREFIX = os.urandom(4).hex() + "-"
-_ID_COUNTER = itertools.count(1)
 RETRY_AFTER_UNAVAILABLE = "1"
 
 
@@ -40,7 +36,7 @@ async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
     turned into a problem document (nothing else answers non-2xx), and the HTTP metrics."""
     request_id = request.headers.get("X-Request-Id", "")
     if not (0 < len(request_id) <= 128 and request_id.isascii() and request_id.isprintable()):
-        request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+        request_id = new_request_id()
     REQUEST_ID.set(request_id)  # each request runs in its own task: its own context
     arrived = arrival_of(request)
     request[ARRIVED] = arrived if arrived is not None else asyncio.get_running_loop().time()

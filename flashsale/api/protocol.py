@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+# Given a parsed head's method and raw target, the whole HTTP answer that refuses it at once,
+# or None to let the app handle it (api/early.py).
+EarlyRefusal = Callable[[str, str], bytes | None]
 
 
 @dataclass
@@ -32,8 +37,10 @@ class ConnectionGuard:
 
     max_connections: int
     header_timeout: float
+    early_refusal: EarlyRefusal | None = None
     open: int = 0
     refused: int = 0
+    refused_early: int = 0
     heads_timed_out: int = 0
 
 
@@ -67,14 +74,50 @@ class GuardedHandler(RequestHandler):
         loop = self._loop
         now = loop.time()
         before = self._request_count
-        super().data_received(data)
+        # aiohttp wakes its request loop for new heads; hold that until they are judged.
+        waiter, self._waiter = self._waiter, None
+        try:
+            super().data_received(data)
+        finally:
+            self._waiter = waiter
         heads = self._request_count - before
         self.arrivals.extend([now] * heads)
+        if heads and self._guard.early_refusal is not None:
+            self._refuse_early(self._guard.early_refusal)
+        if self._messages and waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if heads:
             self._cancel_head_deadline()
         elif data and self._head_deadline is None and not self._busy():
             # The first bytes of a head: the rest has header_timeout to follow.
             self._head_deadline = loop.call_at(now + self._guard.header_timeout, self._head_overdue)
+
+    def _refuse_early(self, refusal: EarlyRefusal) -> None:
+        """Answers the new heads the app would refuse anyway, straight on the transport: no
+        Request, no middleware, no handler - the cheapest refusal short of the kernel's.
+        Only while nothing else is queued or in progress on the connection (answers must go
+        out in order), and only for heads whose body has fully arrived (nothing is left to
+        read for them)."""
+        transport = self.transport
+        if self._request_in_progress or len(self._messages) != len(self.arrivals):
+            return
+        while self._messages and transport is not None:
+            message, payload = self._messages[0]
+            method, target = getattr(message, "method", None), getattr(message, "path", None)
+            if method is None or target is None or not payload.is_eof():
+                return
+            answer = refusal(method, target)
+            if answer is None:
+                return
+            self._messages.popleft()
+            self.arrivals.popleft()
+            if self._parser is not None:
+                self._parser.message_consumed()
+            self._guard.refused_early += 1
+            transport.write(answer)
+            if getattr(message, "should_close", True):
+                transport.close()
+                return
 
     def _busy(self) -> bool:
         """A request is parsed or being handled: bytes now are its body, which admission

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from flashsale.api.app import create_app
 from flashsale.api.context import METRICS, REDIS, SCRIPTS, SETTINGS
+from flashsale.api.early import early_refusal
 from flashsale.api.protocol import ConnectionGuard, guard_server
 from flashsale.metrics import Metrics
 from flashsale.runtime.loop import until_signalled
@@ -36,7 +37,7 @@ async def run_http(
     server = settings.server
     runner = GuardedRunner(
         app,
-        ConnectionGuard(server.max_connections, server.header_timeout_seconds),
+        ConnectionGuard(server.max_connections, server.header_timeout_seconds, early_refusal(app)),
         access_log=None,
         shutdown_timeout=server.shutdown_timeout_seconds,
         keepalive_timeout=server.keepalive_timeout_seconds,

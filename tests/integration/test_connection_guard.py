@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import redis
 from aiohttp import web
 
 from flashsale.api.app import create_app
-from flashsale.api.context import METRICS
+from flashsale.api.context import ADMISSION, METRICS
+from flashsale.api.early import early_refusal
 from flashsale.api.protocol import ConnectionGuard
 from flashsale.runtime.http_server import GuardedRunner
 from flashsale.settings import Settings
@@ -46,7 +48,9 @@ async def served(
     app = create_app(own)
     if extra is not None:
         extra(app)
-    guard = ConnectionGuard(own.server.max_connections, own.server.header_timeout_seconds)
+    guard = ConnectionGuard(
+        own.server.max_connections, own.server.header_timeout_seconds, early_refusal(app)
+    )
     runner = GuardedRunner(app, guard, access_log=None)
     await runner.setup()
     try:
@@ -197,3 +201,48 @@ async def test_connections_past_the_cap_are_refused(settings: Settings) -> None:
         await eventually(lambda: server.guard.open == 9, within=5, what="one to close")
         async with aiohttp.ClientSession(server.url) as http, http.get("/healthz") as response:
             assert response.status == 200
+
+
+async def test_a_purchase_at_the_bound_is_refused_from_its_head_as_the_app_would(
+    settings: Settings, private_redis: str
+) -> None:
+    """With the in-flight bound taken (a purchase stalled on a paused Redis), the next
+    purchase is refused below the app - and its answer is the app's own refusal."""
+    async with (
+        served(
+            settings, redis_url=private_redis, admission_adaptive=False,
+            admission_max_in_flight=1, admission_finish_reserve=0.0,
+            admission_deadline_seconds=5.0,
+        ) as server,
+        aiohttp.ClientSession(server.url) as http,
+    ):  # fmt: skip
+        sale_id = await new_sale(http, stock=10)
+        path = f"/v1/sales/{sale_id}/purchases"
+        pauser = redis.Redis.from_url(private_redis)
+        pauser.client_pause(1500, all=False)
+        pauser.close()
+        stalled = asyncio.create_task(http.post(path, json={"user_id": "first", "quantity": 1}))
+        await eventually(
+            lambda: server.app[ADMISSION].in_flight.current == 1, within=5, what="a slot taken"
+        )
+
+        async def refused() -> tuple[int, dict[str, str], Any]:
+            async with http.post(path, json={"user_id": "next", "quantity": 1}) as response:
+                headers = {name.lower(): value for name, value in response.headers.items()}
+                return response.status, headers, await response.json(content_type=None)
+
+        early = await refused()
+        assert server.guard.refused_early == 1
+        server.guard.early_refusal = None  # the same refusal, the whole way through the app
+        full = await refused()
+        assert server.guard.refused_early == 1
+        assert (early[0], early[2]) == (full[0], full[2]) == (503, full[2])
+        assert full[2]["code"] == "overloaded"
+        assert early[1].keys() == full[1].keys()
+        for name in ("content-type", "retry-after", "server", "content-length"):
+            assert early[1][name] == full[1][name], name
+        assert early[1]["x-request-id"] != full[1]["x-request-id"]
+        assert server.shed("in_flight") == 2
+        first = await stalled
+        assert first.status == 201
+        first.release()
