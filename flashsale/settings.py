@@ -68,7 +68,7 @@ class AdmissionSettings(_Section, frozen=True):
     max_in_flight: PositiveInt
     adaptive: bool
     min_in_flight: PositiveInt
-    queue_target_ms: Annotated[float, Meta(gt=0)]
+    queue_target_ms: NonNegativeFloat
     queue_interval_ms: Annotated[float, Meta(gt=0)]
     finish_reserve: Annotated[float, Meta(ge=0, lt=1)]
     deadline_seconds: Annotated[float, Meta(ge=0.01)]

@@ -4,11 +4,14 @@
 
 It prints requests/s, p50 and p99 of: (a) a bare aiohttp JSON endpoint (the floor), (b)
 successful purchases, (c) sold-out answers, (d) purchases with Redis on `appendfsync always`
-against `appendonly no`, and (e) a 10x overload (goodput, p99 of admitted and of shed
-answers, errors, oversold) — each also as a ratio to (a). Figures vary with the machine and
-its other load: compare ratios from the same run, not numbers across runs. wrk drives (a)-(d)
-and hey (e); both are pinned to the last core when there are two or more, the servers to the
-others. Nothing here asserts a number: it measures and prints.
+against `appendonly no`, (e) a 10x overload (goodput, p99 of admitted and of shed answers,
+errors, oversold), (f) a retry storm (10x the connections, each answer followed at once by
+the next attempt), (g) recovery right after it, second by second, and (h) purchases with
+`--workers 2` against one process - each also as a ratio to (a) or to (b). Figures vary
+with the machine and its other load: compare ratios from the same run, not numbers across
+runs. wrk drives all but (e), which hey drives; both are pinned to the last core when there
+are two or more, the servers to the others. Nothing here asserts a number: it measures and
+prints.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from load_generators import ALL_CORES, cores, p99, warm, wrk
+from load_generators import ALL_CORES, Figures, cores, p99, warm, wrk
 
 from flashsale.runtime.redis_server import RedisServer, free_port
 
@@ -94,7 +97,7 @@ def redis(directory: Path, durable: bool) -> Iterator[str]:
 
 
 @contextmanager
-def engine(redis_url: str, data_dir: Path, **settings: str) -> Iterator[str]:
+def engine(redis_url: str, data_dir: Path, workers: int = 1, **settings: str) -> Iterator[str]:
     port = free_port()
     env = {
         "FLASHSALE_REDIS_URL": redis_url,
@@ -109,7 +112,7 @@ def engine(redis_url: str, data_dir: Path, **settings: str) -> Iterator[str]:
         **{f"FLASHSALE_{k.upper()}": v for k, v in settings.items()},
     }
     flashsale = str(Path(sys.executable).parent / "flashsale")
-    args = [*cores("server"), flashsale, "serve", "--workers", "1", "--port", str(port),
+    args = [*cores("server"), flashsale, "serve", "--workers", str(workers), "--port", str(port),
             "--data-dir", str(data_dir)]  # fmt: skip
     with process(args, env):
         base = f"http://127.0.0.1:{port}"
@@ -174,6 +177,31 @@ def overload(base: str, capacity: float, seconds: float) -> Overload:
     )
 
 
+@dataclass
+class Storm:
+    connections: int
+    answered_rps: float
+    goodput_rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def retry_storm(base: str, seconds: float, connections: int, script: Path) -> Storm:
+    """(f) Closed loop with 10x the connections capacity needs: every answer, refusals
+    included, is followed at once by the next attempt."""
+    url = f"{base}/v1/sales/{create_sale(base, 1_000_000_000)}/purchases"
+    storm = wrk("retry storm", url, seconds, connections * 10, script)
+    refused_rps = storm.non_2xx / max(1.0, round(seconds))
+    return Storm(connections * 10, storm.rps, storm.rps - refused_rps, storm.p50_ms,
+                 storm.p99_ms)  # fmt: skip
+
+
+def recovery(base: str, connections: int, script: Path) -> list[Figures]:
+    """(g) Right after the storm: the ordinary load, one second at a time."""
+    url = f"{base}/v1/sales/{create_sale(base, 1_000_000_000)}/purchases"
+    return [wrk(f"second {i + 1} after", url, 1, connections, script) for i in range(3)]
+
+
 def run(seconds: float, connections: int) -> dict[str, Any]:
     results: dict[str, Any] = {"cores": ALL_CORES, "seconds": seconds, "connections": connections}
     script = HERE / "purchase.lua"
@@ -208,6 +236,14 @@ def run(seconds: float, connections: int) -> dict[str, Any]:
                     warm(url, script, connections)
                     measured.append(wrk("sold-out answers", url, seconds, connections, script))
                     results["overload"] = asdict(overload(base, measured[1].rps, seconds))
+                    results["storm"] = asdict(retry_storm(base, seconds, connections, script))
+                    results["recovery"] = [asdict(f) for f in recovery(base, connections, script)]
+                    with engine(redis_url, root / "data-workers-2", workers=2) as two:
+                        url = f"{two}/v1/sales/{create_sale(two, 1_000_000_000)}/purchases"
+                        warm(url, script, connections)
+                        results["workers_2"] = asdict(
+                            wrk("purchases, --workers 2", url, seconds, connections, script)
+                        )
         results["figures"] = [asdict(f) for f in measured]
     return results
 
@@ -242,6 +278,22 @@ def report(results: dict[str, Any]) -> str:
         f"({o['goodput_rps'] / always:.0%} of capacity, {o['goodput_rps'] / floor:.0%} of floor), "
         f"admitted p99 {o['admitted_p99_ms']:.1f} ms, shed p99 {o['shed_p99_ms']:.1f} ms, "
         f"shed {o['shed_share']:.0%}, errors {o['errors']}, oversold {o['oversold']}"
+    )
+    st = results["storm"]
+    lines.append(
+        f"(f) retry storm, {st['connections']} closed-loop connections: answered "
+        f"{st['answered_rps']:.0f} req/s, goodput {st['goodput_rps']:.0f} req/s "
+        f"({st['goodput_rps'] / always:.0%} of capacity), p50 {st['p50_ms']:.1f} ms, "
+        f"p99 {st['p99_ms']:.1f} ms (all answers)"
+    )
+    seconds_after = ", ".join(
+        f"{f['rps'] / always:.0%} ({f['non_2xx']} refused)" for f in results["recovery"]
+    )
+    lines.append(f"(g) recovery, each second after the storm, vs capacity: {seconds_after}")
+    two = results["workers_2"]
+    lines.append(
+        f"(h) purchases with --workers 2: {two['rps']:.0f} req/s, {two['rps'] / always:.2f}x "
+        f"one process (on {max(1, results['cores'] - 1)} server core(s))"
     )
     return "\n".join(lines)
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 class QueueDelay:
     """One per process. `refuse(delay, now)` says whether a request that waited `delay`
-    seconds is refused; times are seconds, `now` from a monotonic clock (the event loop's)."""
+    seconds is refused; times are seconds, `now` from a monotonic clock (the event loop's).
+    A target of 0 turns CoDel off and keeps only the deadline rule."""
 
     def __init__(self, target: float, interval: float, deadline: float) -> None:
         self._target = target
@@ -40,6 +41,10 @@ class QueueDelay:
         return 2 * self._target
 
     def refuse(self, delay: float, now: float) -> bool:
+        if delay >= self._deadline:
+            return True
+        if self._target <= 0:  # CoDel off: only the deadline rule
+            return False
         if now >= self._interval_ends:
             # The interval is over: judge it by its best case, and start the next.
             self.overloaded = self._min_delay > self._target
@@ -47,6 +52,4 @@ class QueueDelay:
             self._min_delay = delay
         elif delay < self._min_delay:
             self._min_delay = delay
-        if delay >= self._deadline:
-            return True
         return self.overloaded and delay > self.slough_timeout

@@ -82,3 +82,12 @@ def test_a_request_older_than_its_deadline_is_refused_whatever_the_state() -> No
     codel = QueueDelay(target=0.005, interval=0.1, deadline=2.0)
     assert codel.refuse(2.5, 1.0)
     assert not codel.overloaded
+
+
+def test_with_codel_off_only_the_deadline_refuses() -> None:
+    codel = QueueDelay(target=0.0, interval=0.1, deadline=2.0)
+    now = 0.0
+    for _ in range(20):
+        now += 0.03
+        assert not codel.refuse(1.5, now)
+    assert codel.refuse(2.0, now)
