@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,7 +39,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from flashsale import keys
-from flashsale.sinks import OrderSink
+from flashsale.sinks import OrderSink, open_sink
 from flashsale.store.client import queued
 from tests.polling import eventually
 
@@ -443,3 +444,14 @@ async def checked(
                 lambda: drained(redis, sale_id), within=within, what="the order store to catch up"
             )
         return check(history.operations, await final_state(redis, sale_id, sink))
+
+
+async def checked_in_data_dir(
+    redis_url: str, data_dir: Path, history: History, sale_id: str
+) -> Report:
+    """`checked`, against the order store a service keeps in its data dir (SQLite)."""
+    sink = open_sink("", data_dir)
+    try:
+        return await checked(redis_url, sink, history, sale_id)
+    finally:
+        await sink.close()

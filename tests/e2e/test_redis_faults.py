@@ -13,9 +13,8 @@ import pytest
 import redis
 
 from flashsale.runtime.redis_server import RedisServer
-from flashsale.sinks import open_sink
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
-from tests.history import History, Operation, Report, checked, purchase, settle_pending
+from tests.history import History, Operation, Report, checked_in_data_dir, purchase, settle_pending
 from tests.polling import eventually
 from tests.servers import redis_process
 from tests.service import Service, flashsale_service
@@ -89,11 +88,7 @@ async def assert_history_checks_out(
     held untold (invariant 5), no 201 lost, nothing oversold or duplicated, and the store
     agrees with Redis once the worker has caught up."""
     await settle_pending(http, history)
-    sink = open_sink("", service.data_dir)
-    try:
-        report = await checked(url, sink, history, sale_id)
-    finally:
-        await sink.close()
+    report = await checked_in_data_dir(url, service.data_dir, history, sale_id)
     assert report.valid, report.render()
     return report
 

@@ -11,9 +11,8 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from flashsale import keys
-from flashsale.sinks import open_sink
 from tests.helpers import ADMIN, sale_body
-from tests.history import History, checked, purchase
+from tests.history import History, checked_in_data_dir, purchase
 from tests.service import Service
 
 USERS = 1_000
@@ -94,10 +93,6 @@ async def test_two_thousand_concurrent_attempts_sell_exactly_the_stock(
     assert sale["stock_left"] + units == sale["stock_total"]
     assert max(holders.values()) == 1
     # And from the outside: what 2,000 shoppers were told holds against Redis and the store.
-    sink = open_sink("", service.data_dir)
-    try:
-        report = await checked(service_redis_url, sink, history, sale_id)
-    finally:
-        await sink.close()
+    report = await checked_in_data_dir(service_redis_url, service.data_dir, history, sale_id)
     assert report.valid, report.render()
     assert report.attempts == 2 * USERS
