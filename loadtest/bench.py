@@ -6,27 +6,31 @@ It prints requests/s, p50 and p99 of: (a) a bare aiohttp JSON endpoint (the floo
 successful purchases, (c) sold-out answers, (d) purchases with Redis on `appendfsync always`
 against `appendonly no`, (e) a 10x overload (goodput, p99 of admitted and of shed answers,
 errors, oversold), (f) a retry storm (10x the connections, each answer followed at once by
-the next attempt), (g) recovery right after it, second by second, and (h) purchases with
-`--workers 2` against one process - each also as a ratio to (a) or to (b). Figures vary
-with the machine and its other load: compare ratios from the same run, not numbers across
-runs. wrk drives all but (e), which hey drives; both are pinned to the last core when there
-are two or more, the servers to the others. Nothing here asserts a number: it measures and
-prints.
+the next attempt), (g) recovery right after it, second by second, (h) purchases with
+`--workers 2` against one process, and (i) honest shoppers who honour Retry-After beside the
+storm's bots - each also as a ratio to (a) or to (b). Figures vary with the machine and its
+other load: compare ratios from the same run, not numbers across runs. wrk drives all but
+(e), which hey drives; both are pinned to the last core when there are two or more, the
+servers to the others. Nothing here asserts a number: it measures and prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import json
 import os
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -198,6 +202,72 @@ def retry_storm(base: str, seconds: float, connections: int, script: Path) -> St
                  storm.p99_ms)  # fmt: skip
 
 
+@dataclass
+class Fairness:
+    honest_shoppers: int
+    presses: int
+    served: int
+    to_201_p50_ms: float
+    to_201_p99_ms: float
+    refusals_seen: int
+    connection_errors: int
+    bots_connections: int
+    bots_answered_rps: float
+    bots_goodput_rps: float
+
+
+def fairness(base: str, seconds: float, connections: int, script: Path) -> Fairness:
+    """(i) Honest shoppers beside bots: 50 shoppers who honour Retry-After (with jitter) and
+    back off after a failed connection, while wrk's 10x connections retry at once."""
+    url = f"{base}/v1/sales/{create_sale(base, 1_000_000_000)}/purchases"
+    with ThreadPoolExecutor(1) as pool:
+        bots = pool.submit(wrk, "bots", url, seconds, connections * 10, script)
+        honest = asyncio.run(_honest_shoppers(url, seconds, 50))
+        storm = bots.result()
+    refused_rps = storm.non_2xx / max(1.0, round(seconds))
+    return Fairness(
+        honest_shoppers=50, bots_connections=connections * 10, bots_answered_rps=storm.rps,
+        bots_goodput_rps=storm.rps - refused_rps, **honest,
+    )  # fmt: skip
+
+
+async def _honest_shoppers(url: str, seconds: float, shoppers: int) -> dict[str, Any]:
+    import aiohttp
+
+    waits: list[float] = []
+    tally = {"presses": 0, "refusals_seen": 0, "connection_errors": 0}
+    stop_at = time.monotonic() + seconds
+
+    async def shopper(http: aiohttp.ClientSession, index: int) -> None:
+        press = 0
+        while time.monotonic() < stop_at:
+            press += 1
+            tally["presses"] += 1
+            body = {"user_id": f"honest-{index}-{press}", "quantity": 1}
+            started = time.monotonic()
+            while time.monotonic() < stop_at:
+                try:
+                    async with http.post(url, json=body) as response:
+                        if response.status == 201:
+                            waits.append((time.monotonic() - started) * 1000)
+                            break
+                        tally["refusals_seen"] += 1
+                        wait = float(response.headers.get("Retry-After", "1"))
+                except (aiohttp.ClientError, TimeoutError):
+                    tally["connection_errors"] += 1
+                    wait = 0.5
+                await asyncio.sleep(wait * random.uniform(0.5, 1.5))
+
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        await asyncio.gather(*(shopper(http, i) for i in range(shoppers)))
+    return {
+        **tally, "served": len(waits),
+        "to_201_p50_ms": statistics.median(waits) if waits else 0.0,
+        "to_201_p99_ms": p99(waits),
+    }  # fmt: skip
+
+
 def recovery(base: str, connections: int, script: Path) -> list[Figures]:
     """(g) Right after the storm: the ordinary load, one second at a time."""
     url = f"{base}/v1/sales/{create_sale(base, 1_000_000_000)}/purchases"
@@ -244,6 +314,7 @@ def run(seconds: float, connections: int) -> dict[str, Any]:
                     results["overload"] = asdict(overload(base, capacity, seconds))
                     results["sweep"].append(results["overload"])
                     results["storm"] = asdict(retry_storm(base, seconds, connections, script))
+                    results["fairness"] = asdict(fairness(base, seconds, connections, script))
                     results["recovery"] = [asdict(f) for f in recovery(base, connections, script)]
                     with engine(redis_url, root / "data-workers-2", workers=2) as two:
                         url = f"{two}/v1/sales/{create_sale(two, 1_000_000_000)}/purchases"
@@ -306,6 +377,15 @@ def report(results: dict[str, Any]) -> str:
     lines.append(
         f"(h) purchases with --workers 2: {two['rps']:.0f} req/s, {two['rps'] / always:.2f}x "
         f"one process (on {max(1, results['cores'] - 1)} server core(s))"
+    )
+    fair = results["fairness"]
+    lines.append(
+        f"(i) {fair['honest_shoppers']} honest shoppers (honour Retry-After, jitter) beside "
+        f"{fair['bots_connections']} bot connections: {fair['served']} of {fair['presses']} "
+        f"presses served, time to a 201 p50 {fair['to_201_p50_ms']:.0f} ms, p99 "
+        f"{fair['to_201_p99_ms']:.0f} ms ({fair['refusals_seen']} refusals, "
+        f"{fair['connection_errors']} connection errors met); bots' goodput "
+        f"{fair['bots_goodput_rps']:.0f} req/s"
     )
     return "\n".join(lines)
 
