@@ -138,8 +138,8 @@ async def _admit(request: web.Request, handler: Handler, route: Route | None) ->
     admission.check_age(loop.time() - arrived, loop.time(), purchase_of)
     client = admission.client(request.remote, request.headers.get("X-Forwarded-For"))
     admission.check_client(client, finishing=finishing, purchase_of=purchase_of)
-    if request.body_exists:
-        await _await_body(request)
+    if request.body_exists and not request.content.is_eof():
+        await _await_body(request)  # only a body still on its way needs a timer
     in_flight = admission.enter(finishing=finishing, purchase_of=purchase_of)
     # The deadline counts from the head's arrival; the purchase service arms it around the
     # work that waits on Redis.
