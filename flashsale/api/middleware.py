@@ -134,8 +134,8 @@ async def _admit(request: web.Request, handler: Handler, route: Route | None) ->
     finishing = route is not None and route.finishes_purchase
     purchase_of = request.match_info.get("sale_id") if takes_stock else None
     loop = asyncio.get_running_loop()
-    arrived = request[ARRIVED]
-    admission.check_age(loop.time() - arrived, loop.time(), purchase_of)
+    arrived, now = request[ARRIVED], loop.time()
+    admission.check_age(now - arrived, now, purchase_of)
     client = admission.client(request.remote, request.headers.get("X-Forwarded-For"))
     admission.check_client(client, finishing=finishing, purchase_of=purchase_of)
     if request.body_exists and not request.content.is_eof():

@@ -81,16 +81,16 @@ class GuardedHandler(RequestHandler):
         finally:
             self._waiter = waiter
         heads = self._request_count - before
-        self.arrivals.extend([now] * heads)
-        if heads and self._guard.early_refusal is not None:
-            self._refuse_early(self._guard.early_refusal)
-        if self._messages and waiter is not None and not waiter.done():
-            waiter.set_result(None)
         if heads:
+            self.arrivals.extend([now] * heads)
             self._cancel_head_deadline()
+            if self._guard.early_refusal is not None:
+                self._refuse_early(self._guard.early_refusal)
         elif data and self._head_deadline is None and not self._busy():
             # The first bytes of a head: the rest has header_timeout to follow.
             self._head_deadline = loop.call_at(now + self._guard.header_timeout, self._head_overdue)
+        if self._messages and waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _refuse_early(self, refusal: EarlyRefusal) -> None:
         """Answers the new heads the app would refuse anyway, straight on the transport: no
