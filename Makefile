@@ -35,12 +35,12 @@ loadtest: install
 
 ## bench: the throughput benchmark (docs/performance.md); prints a table, asserts nothing
 bench: install
-	./scripts/ensure-packages redis wrk hey
+	./scripts/ensure-packages redis wrk
 	$(BIN)/python loadtest/bench.py --duration 10
 
 ## bench-smoke: the same with one-second scenarios, to keep it working
 bench-smoke: install
-	./scripts/ensure-packages redis wrk hey
+	./scripts/ensure-packages redis wrk
 	$(BIN)/python loadtest/bench.py --duration 1
 
 ## chaos: ~4 minutes of faults (Redis, app processes, worker, PostgreSQL, lost replies) under

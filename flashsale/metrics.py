@@ -30,7 +30,8 @@ class Metrics:
         self._multiprocess_dir = multiprocess_dir
         self.purchase_attempts = Counter(
             "flashsale_purchase_attempts_total",
-            "Purchase attempts answered, by outcome (ok or the problem code).",
+            "Purchase attempts Redis answered, by outcome (ok, pending or the problem code); "
+            "those answered sold_out from the process's flag are flashsale_sold_out_local_total.",
             ["outcome"],
             registry=self.registry,
         )

@@ -9,20 +9,21 @@ errors, oversold), (f) a retry storm (10x the connections, each answer followed 
 the next attempt), (g) recovery right after it, second by second, (h) purchases with
 `--workers 2` against one process, and (i) honest shoppers who honour Retry-After beside the
 storm's bots - each also as a ratio to (a) or to (b). Figures vary with the machine and its
-other load: compare ratios from the same run, not numbers across runs. wrk drives all but
-(e), which hey drives; both are pinned to the last core when there are two or more, the
-servers to the others. Nothing here asserts a number: it measures and prints.
+other load: compare ratios from the same run, not numbers across runs. wrk drives (a)-(d),
+(g)-(i); loadtest/open_loop.py drives (e), open loop at 2x, 5x and 10x, and (f), where
+admitted and refused answers are timed apart. Load generators are pinned to the last core
+when there are two or more, the servers to the others. Nothing here asserts a number: it
+measures and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,6 +125,36 @@ def engine(redis_url: str, data_dir: Path, workers: int = 1, **settings: str) ->
         yield base
 
 
+def redis_cost(
+    url: str, since: dict[str, float] | None = None, purchases: int = 0
+) -> dict[str, float]:
+    """Redis's own CPU seconds (user + system) and script calls so far; given `since`, what
+    the purchases between cost it: CPU per purchase, purchases per script call, and the
+    purchases a second one Redis core could decide for one sale at that cost (its ceiling,
+    whatever the number of engine processes in front of it)."""
+    import redis as redis_client
+
+    with redis_client.Redis.from_url(url) as client:
+        cpu = client.info("cpu")
+        calls = client.info("commandstats")
+    now = {
+        "cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        "script_calls": float(sum(v["calls"] for k, v in calls.items()
+                                  if k in ("cmdstat_evalsha", "cmdstat_eval"))),
+    }  # fmt: skip
+    if since is None:
+        return now
+    cpu_s = now["cpu_s"] - since["cpu_s"]
+    script_calls = now["script_calls"] - since["script_calls"]
+    per_purchase = cpu_s / max(1, purchases)
+    return {
+        "purchases": purchases,
+        "redis_cpu_us_per_purchase": per_purchase * 1e6,
+        "purchases_per_script_call": purchases / max(1.0, script_calls),
+        "one_core_ceiling_per_sale": 1 / per_purchase if per_purchase else 0.0,
+    }
+
+
 def create_sale(base: str, stock: int) -> str:
     sale_id = f"bench-{time.monotonic_ns()}"
     status, _ = post(base + "/admin/sales", {
@@ -135,71 +166,39 @@ def create_sale(base: str, stock: int) -> str:
     return sale_id
 
 
-@dataclass
-class Overload:
-    asked: int  # the multiple of capacity asked for
-    offered_rps: float
-    goodput_rps: float
-    admitted_p99_ms: float
-    shed_p99_ms: float
-    shed_share: float
-    errors: int
-    oversold: int
-
-
-def overload(base: str, capacity: float, seconds: float, multiple: int = 10) -> Overload:
-    sale_id = create_sale(base, 1_000_000_000)
-    # hey's workers are closed-loop: each waits for its answer. Enough of them, each paced
-    # to its share of `multiple` times the capacity, make the offered load approach it even
-    # while the engine queues; what was reached is measured and printed, never assumed.
-    workers = 400 * multiple
-    per_worker = max(1.0, multiple * capacity / workers)
-    body = json.dumps({"user_id": "overload", "quantity": 1})
-    args = [
-        *cores("load"), "hey", "-z", f"{max(1, round(seconds))}s", "-c", str(workers),
-        "-q", f"{per_worker:.1f}", "-m", "POST", "-T", "application/json", "-d", body,
-        "-o", "csv", f"{base}/v1/sales/{sale_id}/purchases",
-    ]  # fmt: skip
+def generator(url: str, seconds: float, *how: str) -> dict[str, Any]:
+    """loadtest/open_loop.py on the load core: its summary of every request it wrote."""
+    args = [*cores("load"), sys.executable, str(HERE / "open_loop.py"), url,
+            "--seconds", str(max(1, round(seconds))), *how]  # fmt: skip
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    rows = list(csv.DictReader(io.StringIO(out)))
-    admitted = [
-        float(r["response-time"]) * 1000 for r in rows if r["status-code"] in ("201", "409")
-    ]
-    shed = [float(r["response-time"]) * 1000 for r in rows if r["status-code"] in ("429", "503")]
-    errors = sum(r["status-code"] not in ("201", "409", "429", "503") for r in rows)
+    summary: dict[str, Any] = json.loads(out)
+    return summary
+
+
+def oversold(base: str, sale_id: str) -> int:
     sale = get(f"{base}/admin/sales/{sale_id}")
     counts = sale["counts"]
-    oversold = max(0, counts["reserved"] + counts["confirmed"] + sale["stock_left"]
-                   - sale["stock_total"])  # fmt: skip
-    return Overload(
-        asked=multiple,
-        offered_rps=len(rows) / seconds,
-        goodput_rps=sum(r["status-code"] == "201" for r in rows) / seconds,
-        admitted_p99_ms=p99(admitted),
-        shed_p99_ms=p99(shed),
-        shed_share=len(shed) / max(1, len(rows)),
-        errors=errors,
-        oversold=oversold,
-    )
+    taken = int(counts["reserved"]) + int(counts["confirmed"])
+    return max(0, taken + int(sale["stock_left"]) - int(sale["stock_total"]))
 
 
-@dataclass
-class Storm:
-    connections: int
-    answered_rps: float
-    goodput_rps: float
-    p50_ms: float
-    p99_ms: float
+def overload(base: str, capacity: float, seconds: float, multiple: int = 10) -> dict[str, Any]:
+    """(e) Open loop: arrivals at `multiple` times the capacity measured in this run, each on
+    an idle connection or a new one, whatever the answers do. What the generator reached is
+    printed as offered_rps, never assumed."""
+    sale_id = create_sale(base, 1_000_000_000)
+    url = f"{base}/v1/sales/{sale_id}/purchases"
+    summary = generator(url, seconds, "--rate", f"{multiple * capacity:.0f}")
+    return {"asked": multiple, **summary, "oversold": oversold(base, sale_id)}
 
 
-def retry_storm(base: str, seconds: float, connections: int, script: Path) -> Storm:
+def retry_storm(base: str, seconds: float, connections: int) -> dict[str, Any]:
     """(f) Closed loop with 10x the connections capacity needs: every answer, refusals
     included, is followed at once by the next attempt."""
-    url = f"{base}/v1/sales/{create_sale(base, 1_000_000_000)}/purchases"
-    storm = wrk("retry storm", url, seconds, connections * 10, script)
-    refused_rps = storm.non_2xx / max(1.0, round(seconds))
-    return Storm(connections * 10, storm.rps, storm.rps - refused_rps, storm.p50_ms,
-                 storm.p99_ms)  # fmt: skip
+    sale_id = create_sale(base, 1_000_000_000)
+    url = f"{base}/v1/sales/{sale_id}/purchases"
+    summary = generator(url, seconds, "--closed", str(connections * 10))
+    return {"connections": connections * 10, **summary, "oversold": oversold(base, sale_id)}
 
 
 @dataclass
@@ -299,8 +298,13 @@ def run(seconds: float, connections: int) -> dict[str, Any]:
                 sale = create_sale(base, 1_000_000_000)
                 url = f"{base}/v1/sales/{sale}/purchases"
                 warm(url, script, connections)
+                sale = create_sale(base, 1_000_000_000)  # a fresh one: only measured purchases
+                url = f"{base}/v1/sales/{sale}/purchases"
                 label = "appendfsync always" if durable else "appendonly no"
+                before = redis_cost(redis_url)
                 measured.append(wrk(f"purchases, {label}", url, seconds, connections, script))
+                held = int(get(f"{base}/admin/sales/{sale}")["counts"]["reserved"])
+                results[f"redis, {label}"] = redis_cost(redis_url, before, held)
                 if durable:
                     gone = create_sale(base, 1)
                     post(f"{base}/v1/sales/{gone}/purchases", {"user_id": "first", "quantity": 1})
@@ -309,11 +313,9 @@ def run(seconds: float, connections: int) -> dict[str, Any]:
                     measured.append(wrk("sold-out answers", url, seconds, connections, script))
                     capacity = measured[1].rps
                     results["sweep"] = [
-                        asdict(overload(base, capacity, seconds, multiple)) for multiple in (2, 5)
+                        overload(base, capacity, seconds, multiple) for multiple in (2, 5, 10)
                     ]
-                    results["overload"] = asdict(overload(base, capacity, seconds))
-                    results["sweep"].append(results["overload"])
-                    results["storm"] = asdict(retry_storm(base, seconds, connections, script))
+                    results["storm"] = retry_storm(base, seconds, connections)
                     results["fairness"] = asdict(fairness(base, seconds, connections, script))
                     results["recovery"] = [asdict(f) for f in recovery(base, connections, script)]
                     with engine(redis_url, root / "data-workers-2", workers=2) as two:
@@ -331,7 +333,7 @@ def report(results: dict[str, Any]) -> str:
     floor = results["figures"][0]["rps"]
     lines = [
         f"flashsale benchmark: {results['cores']} cores, {results['seconds']:g}s per scenario, "
-        f"{results['connections']} connections (wrk; hey for overload)",
+        f"{results['connections']} connections, {results['network']}",
         f"{'scenario':<40} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9}",
     ]
     for label, name in [
@@ -349,26 +351,39 @@ def report(results: dict[str, Any]) -> str:
     always = figures["purchases, appendfsync always"]["rps"]
     no_aof = figures["purchases, appendonly no"]["rps"]
     lines.append(f"(d) appendfsync always / appendonly no: {always / no_aof:.0%}")
-    o = results["overload"]
-    lines.append(
-        f"(e) overload: offered {o['offered_rps']:.0f} req/s "
-        f"({o['offered_rps'] / always:.1f}x capacity), goodput {o['goodput_rps']:.0f} req/s "
-        f"({o['goodput_rps'] / always:.0%} of capacity, {o['goodput_rps'] / floor:.0%} of floor), "
-        f"admitted p99 {o['admitted_p99_ms']:.1f} ms, shed p99 {o['shed_p99_ms']:.1f} ms, "
-        f"shed {o['shed_share']:.0%}, errors {o['errors']}, oversold {o['oversold']}"
-    )
-    for o in results["sweep"]:
+    for label in ("appendfsync always", "appendonly no"):
+        r = results[f"redis, {label}"]
         lines.append(
-            f"    asked {o['asked']:>2}x: answered {o['offered_rps'] / always:.1f}x capacity, "
-            f"goodput {o['goodput_rps'] / always:.0%}, admitted p99 {o['admitted_p99_ms']:.0f} ms"
+            f"    Redis ({label}) in (b)/(d): {r['redis_cpu_us_per_purchase']:.1f} us of its "
+            f"CPU per purchase, {r['purchases_per_script_call']:.1f} purchases per script "
+            f"call: one Redis core could decide ~{r['one_core_ceiling_per_sale']:,.0f} "
+            "purchases/s for one sale at that cost"
         )
-    st = results["storm"]
     lines.append(
-        f"(f) retry storm, {st['connections']} closed-loop connections: answered "
-        f"{st['answered_rps']:.0f} req/s, goodput {st['goodput_rps']:.0f} req/s "
-        f"({st['goodput_rps'] / always:.0%} of capacity), p50 {st['p50_ms']:.1f} ms, "
-        f"p99 {st['p99_ms']:.1f} ms (all answers)"
+        "(e) open loop; (f) retry storm. goodput = 201s within 1 s; admitted = 201/409, "
+        "refused = 429/503 (p50/p99 ms); conn fail = connections refused or reset"
     )
+    lines.append(
+        f"{'':<14}{'offered':>9}{'goodput':>9}{'admitted':>16}{'max':>7}{'refused':>16}"
+        f"{'share':>7}{'conn fail':>10}{'errors':>7}{'oversold':>9}"
+    )
+    for o in [*results["sweep"], results["storm"]]:
+        label = (f"(e) asked {o['asked']}x" if "asked" in o
+                 else f"(f) {o['connections']} conns")  # fmt: skip
+        errors = sum(n for status, n in o["other_statuses"].items() if status != "202")
+        lines.append(
+            f"{label:<14}{o['offered_rps'] / always:>8.1f}x{o['goodput_rps'] / always:>9.0%}"
+            f"{o['admitted_p50_ms']:>8.0f}/{o['admitted_p99_ms']:<7.0f}{o['admitted_max_ms']:>7.0f}"
+            f"{o['refused_p50_ms']:>8.0f}/{o['refused_p99_ms']:<7.0f}"
+            f"{o['refused'] / max(1, o['answered']):>7.0%}{o['connection_failures']:>10}"
+            f"{errors:>7}{o['oversold']:>9}"
+        )
+        if o["generator_full"] or o["unanswered"]:
+            lines.append(
+                f"{'':<14}generator: {o['generator_full']} arrivals not sent (at its "
+                f"connection cap), {o['unanswered']} unanswered at the end, its lag p99 "
+                f"{o['generator_lag_p99_ms']:.0f} ms"
+            )
     seconds_after = ", ".join(
         f"{f['rps'] / always:.0%} ({f['non_2xx']} refused)" for f in results["recovery"]
     )
@@ -391,7 +406,8 @@ def report(results: dict[str, Any]) -> str:
 
 
 def chart(results: dict[str, Any], path: Path) -> Path:
-    """Goodput and admitted p99 against the load hey reached, as shares of capacity."""
+    """Goodput and admitted p99 against the load the generator reached, as shares of
+    capacity."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -405,7 +421,7 @@ def chart(results: dict[str, Any], path: Path) -> Path:
                       label="goodput (201s) / capacity")  # fmt: skip
     goodput_axis.plot([0, max([*offered, 1.0])], [0.8, 0.8], ":", color="grey",
                       label="target: 80% of capacity")  # fmt: skip
-    goodput_axis.set_xlabel("answered load / capacity (what hey reached)")
+    goodput_axis.set_xlabel("offered load / capacity (what the open-loop generator reached)")
     goodput_axis.set_ylabel("share of capacity")
     goodput_axis.set_ylim(0, 1.2)
     latency_axis = goodput_axis.twinx()
@@ -423,6 +439,39 @@ def chart(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
+ABORT_ON_OVERFLOW = Path("/proc/sys/net/ipv4/tcp_abort_on_overflow")
+NETNS_ENV = "FLASHSALE_BENCH_NETNS"
+
+
+def rerun_in_own_network(argv: list[str]) -> int | None:
+    """Runs this benchmark again inside a network namespace of its own, where the listen
+    queue's overflow resets a connection (tcp_abort_on_overflow = 1, what docs/operations.md
+    tells operators to set) instead of hiding it for seconds; the host's setting is left
+    alone. None when that cannot be done here (not root, no iproute2): the run goes on in
+    the host's network, and the report says which setting it ran under."""
+    if os.environ.get(NETNS_ENV) or os.geteuid() != 0 or shutil.which("ip") is None:
+        return None
+    name = f"flashsale-bench-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
+        return None
+    try:
+        inside = 'ip link set lo up && sysctl -qw net.ipv4.tcp_abort_on_overflow=1 && exec "$@"'
+        return subprocess.run(
+            ["ip", "netns", "exec", name, "sh", "-c", inside, "sh",
+             sys.executable, *argv],
+            env={**os.environ, NETNS_ENV: name},
+        ).returncode  # fmt: skip
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def network_setting() -> str:
+    where = os.environ.get(NETNS_ENV)
+    value = ABORT_ON_OVERFLOW.read_text().strip() if ABORT_ON_OVERFLOW.exists() else "?"
+    place = f"its own network namespace {where}" if where else "the host's network"
+    return f"in {place}, tcp_abort_on_overflow = {value}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
@@ -432,8 +481,17 @@ def main() -> None:
         "--chart", type=Path, default=HERE / "results" / "bench-goodput.png",
         help="where to draw goodput against offered load",
     )  # fmt: skip
+    parser.add_argument(
+        "--host-network", action="store_true",
+        help="run in the host's network, under its tcp_abort_on_overflow setting",
+    )  # fmt: skip
     args = parser.parse_args()
+    if not args.host_network:
+        code = rerun_in_own_network(sys.argv)
+        if code is not None:
+            sys.exit(code)
     results = run(args.duration, args.connections)
+    results["network"] = network_setting()
     print(report(results))
     print(f"chart: {chart(results, args.chart)}")
     if args.json:

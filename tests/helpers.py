@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 ADMIN_TOKEN = "test-admin-token-not-secret"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -36,3 +38,12 @@ def sale_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample of the /metrics exposition (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0

@@ -33,7 +33,9 @@ RETRY_AFTER_UNAVAILABLE = "1"
 @web.middleware
 async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The outermost layer: a request id (the caller's X-Request-Id if sane), every failure
-    turned into a problem document (nothing else answers non-2xx), and the HTTP metrics."""
+    turned into a problem document (nothing else answers non-2xx), and the HTTP metrics -
+    except for refusals, which their own counter counts (flashsale_shed_total,
+    flashsale_sold_out_local_total), as it does those refused below the app."""
     request_id = request.headers.get("X-Request-Id", "")
     if not (0 < len(request_id) <= 128 and request_id.isascii() and request_id.isprintable()):
         request_id = new_request_id()
@@ -44,7 +46,11 @@ async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except Exception as exc:
-        response = _problem_for(request, exc).response(request.path)
+        problem = _problem_for(request, exc)
+        response = problem.response(request.path)
+        if problem.counted:  # a refusal: its own counter has it, once
+            response.headers["X-Request-Id"] = request_id
+            return response
     response.headers["X-Request-Id"] = request_id
     resource = request.match_info.route.resource
     template = resource.canonical if resource is not None else "unmatched"
@@ -60,13 +66,15 @@ def _problem_for(request: web.Request, exc: Exception) -> ProblemError:
     if isinstance(exc, RefusedError):
         limited = isinstance(exc, RateLimitedError)
         code = ProblemCode.RATE_LIMITED if limited else ProblemCode.OVERLOADED
-        return ProblemError(code, exc.detail, {"Retry-After": retry_after_header(exc.retry_after)})
+        headers = {"Retry-After": retry_after_header(exc.retry_after)}
+        return ProblemError(code, exc.detail, headers, counted=True)
     if isinstance(exc, BreakerOpenError):
         request.app[METRICS].count_shed("breaker_open")
         return ProblemError(
             ProblemCode.OVERLOADED,
             "the engine's store is failing; retry later",
             {"Retry-After": retry_after_header(exc.retry_after)},
+            counted=True,
         )
     if isinstance(exc, StoreUnavailableError):
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
@@ -75,6 +83,7 @@ def _problem_for(request: web.Request, exc: Exception) -> ProblemError:
             ProblemCode.OVERLOADED,
             "the engine's store is unavailable; retry later",
             {"Retry-After": RETRY_AFTER_UNAVAILABLE},
+            counted=True,
         )
     if isinstance(exc, web.HTTPException):
         return _http_exception_problem(exc)

@@ -77,6 +77,8 @@ class ProblemError(FlashsaleError):
         detail: str,
         headers: Mapping[str, str] | None = None,
         status: int | None = None,
+        *,
+        counted: bool = False,
     ) -> None:
         super().__init__(detail)
         self.code = code
@@ -84,6 +86,9 @@ class ProblemError(FlashsaleError):
         self.headers = dict(headers or {})
         # Only HTTP-level answers (405) override the status the code implies.
         self.status = status or status_of(code)
+        # A refusal its own counter has counted (shed, sold out from the flag): the HTTP
+        # metrics leave it out, so that counting it costs one increment, not three.
+        self.counted = counted
 
     def document(self, instance: str | None = None) -> ProblemDocument:
         return ProblemDocument(
@@ -151,7 +156,7 @@ _OVERLOADED = frozenset({Rejection.OVERLOADED, Rejection.FENCED})
 BACKLOG_RETRY_AFTER = "1"
 
 
-def rejection_problem(rejected: Rejected) -> ProblemError:
+def rejection_problem(rejected: Rejected, *, counted: bool = False) -> ProblemError:
     """The one place a script's refusal becomes an HTTP answer."""
     if rejected.reason is Rejection.INVALID_WINDOW:
         code = ProblemCode.INVALID_REQUEST
@@ -162,4 +167,4 @@ def rejection_problem(rejected: Rejected) -> ProblemError:
     headers = {"Idempotent-Replayed": "true"} if rejected.replayed else {}
     if rejected.reason in _OVERLOADED:
         headers["Retry-After"] = BACKLOG_RETRY_AFTER
-    return ProblemError(code, _REJECTION_DETAILS[rejected.reason], headers)
+    return ProblemError(code, _REJECTION_DETAILS[rejected.reason], headers, counted=counted)

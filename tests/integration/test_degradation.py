@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from flashsale import keys
 from flashsale.api.app import create_app
 from flashsale.settings import Settings
-from tests.helpers import ADMIN, sale_body
+from tests.helpers import ADMIN, metric, sale_body
 
 Client = TestClient[Any, Any]
 
@@ -166,3 +166,32 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(settings: Setting
         ]
     # Three "different" clients, but the peer (127.0.0.1) is not a trusted proxy.
     assert statuses == [404, 404, 429]
+
+
+async def test_a_refusal_is_counted_once_by_its_own_counter(limited_client: Client) -> None:
+    """Refusals come by the thousand under overload: each costs one metric increment (its
+    own counter's), and the HTTP request metrics leave them out."""
+    client = limited_client
+    route = {"route": "/v1/sales/{sale_id}/purchases", "method": "POST"}
+    sale_id = await create(client, stock=1)
+    assert (await buy(client, sale_id, "winner", **{"X-Forwarded-For": "192.0.2.1"})).status == 201
+    assert (await buy(client, sale_id, "late", **{"X-Forwarded-For": "192.0.2.2"})).status == 409
+    before = await (await client.get("/metrics")).text()
+
+    for i in range(3):  # from the flag: no body parsed, no Redis
+        assert (await buy(client, sale_id, f"u{i}", **{"X-Forwarded-For": f"192.0.2.{10 + i}"})
+                ).status == 409  # fmt: skip
+    bot = {"X-Forwarded-For": "203.0.113.9"}
+    statuses = [(await buy(client, sale_id, f"bot-{i}", **bot)).status for i in range(6)]
+    assert statuses.count(429) == 2  # the address's burst of 4 is spent
+    after = await (await client.get("/metrics")).text()
+
+    def grew(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert grew("flashsale_sold_out_local_total") == 7  # 3 + the bot's 4 let through
+    assert grew("flashsale_shed_total", reason="rate_limited_ip") == 2
+    assert grew("flashsale_purchase_attempts_total", outcome="sold_out") == 0
+    assert grew("flashsale_http_requests_total", **route, status="409") == 0
+    assert grew("flashsale_http_requests_total", **route, status="429") == 0
+    assert grew("flashsale_http_request_seconds_count", route=route["route"]) == 0
