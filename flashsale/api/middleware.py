@@ -43,15 +43,15 @@ async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
     arrived = arrival_of(request)
     request[ARRIVED] = arrived if arrived is not None else asyncio.get_running_loop().time()
     started = time.perf_counter()
+    counted = False
     try:
         response = await handler(request)
     except Exception as exc:
         problem = _problem_for(request, exc)
-        response = problem.response(request.path)
-        if problem.counted:  # a refusal: its own counter has it, once
-            response.headers["X-Request-Id"] = request_id
-            return response
+        response, counted = problem.response(request.path), problem.counted
     response.headers["X-Request-Id"] = request_id
+    if counted:  # a refusal: its own counter has it, once
+        return response
     resource = request.match_info.route.resource
     template = resource.canonical if resource is not None else "unmatched"
     request.app[METRICS].observe_http(
