@@ -124,7 +124,7 @@ class Purchases:
         second."""
         self._metrics.sold_out_local.inc()
         self._admission.counts.rejected(sale_id)
-        return Rejected(Rejection.SOLD_OUT)
+        return Rejected(Rejection.SOLD_OUT, from_flag=True)
 
     async def confirm(self, order_id: str, *, deadline: float) -> OrderRecord | Rejected:
         return await self._finish(order_id, confirm=True, deadline=deadline)

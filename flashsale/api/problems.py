@@ -156,7 +156,7 @@ _OVERLOADED = frozenset({Rejection.OVERLOADED, Rejection.FENCED})
 BACKLOG_RETRY_AFTER = "1"
 
 
-def rejection_problem(rejected: Rejected, *, counted: bool = False) -> ProblemError:
+def rejection_problem(rejected: Rejected) -> ProblemError:
     """The one place a script's refusal becomes an HTTP answer."""
     if rejected.reason is Rejection.INVALID_WINDOW:
         code = ProblemCode.INVALID_REQUEST
@@ -167,4 +167,5 @@ def rejection_problem(rejected: Rejected, *, counted: bool = False) -> ProblemEr
     headers = {"Idempotent-Replayed": "true"} if rejected.replayed else {}
     if rejected.reason in _OVERLOADED:
         headers["Retry-After"] = BACKLOG_RETRY_AFTER
-    return ProblemError(code, _REJECTION_DETAILS[rejected.reason], headers, counted=counted)
+    detail = _REJECTION_DETAILS[rejected.reason]
+    return ProblemError(code, detail, headers, counted=rejected.from_flag)

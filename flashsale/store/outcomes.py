@@ -59,6 +59,8 @@ class Rejected:
     reason: Rejection
     replayed: bool = False
     stock_left: int = field(default=-1, compare=False)
+    # Answered from the process's sold-out flag, and counted there (not by Redis).
+    from_flag: bool = field(default=False, compare=False)
 
 
 @dataclass(slots=True)

@@ -181,6 +181,8 @@ async def test_a_refusal_is_counted_once_by_its_own_counter(limited_client: Clie
     for i in range(3):  # from the flag: no body parsed, no Redis
         assert (await buy(client, sale_id, f"u{i}", **{"X-Forwarded-For": f"192.0.2.{10 + i}"})
                 ).status == 409  # fmt: skip
+    keyed = {"X-Forwarded-For": "192.0.2.20", "Idempotency-Key": "k-1"}
+    assert (await buy(client, sale_id, "keyed", **keyed)).status == 409  # Redis asked, not sold
     bot = {"X-Forwarded-For": "203.0.113.9"}
     statuses = [(await buy(client, sale_id, f"bot-{i}", **bot)).status for i in range(6)]
     assert statuses.count(429) == 2  # the address's burst of 4 is spent
@@ -189,7 +191,7 @@ async def test_a_refusal_is_counted_once_by_its_own_counter(limited_client: Clie
     def grew(name: str, **labels: str) -> float:
         return metric(after, name, **labels) - metric(before, name, **labels)
 
-    assert grew("flashsale_sold_out_local_total") == 7  # 3 + the bot's 4 let through
+    assert grew("flashsale_sold_out_local_total") == 8  # 3, the keyed one, the bot's 4
     assert grew("flashsale_shed_total", reason="rate_limited_ip") == 2
     assert grew("flashsale_purchase_attempts_total", outcome="sold_out") == 0
     assert grew("flashsale_http_requests_total", **route, status="409") == 0

@@ -39,7 +39,7 @@ async def purchase(request: web.Request) -> web.Response:
     if key is None:
         sold_out = purchases.answer_sold_out_early(sale_id)
         if sold_out is not None:
-            raise rejection_problem(sold_out, counted=True)  # the body is not even parsed
+            raise rejection_problem(sold_out)  # the body is not even parsed
     body = await decode_body(request, PurchaseRequest)
     outcome = await purchases.purchase(
         sale_id,
