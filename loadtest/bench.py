@@ -439,23 +439,27 @@ def chart(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
-ABORT_ON_OVERFLOW = Path("/proc/sys/net/ipv4/tcp_abort_on_overflow")
+# The listen-queue settings docs/operations.md tells operators to set on an engine's host,
+# and the benchmark runs under (per network namespace, so the host's own are left alone).
+ENGINE_HOST_SYSCTLS = {"net.ipv4.tcp_abort_on_overflow": "1", "net.ipv4.tcp_syncookies": "0"}
 NETNS_ENV = "FLASHSALE_BENCH_NETNS"
 
 
 def rerun_in_own_network(argv: list[str]) -> int | None:
-    """Runs this benchmark again inside a network namespace of its own, where the listen
-    queue's overflow resets a connection (tcp_abort_on_overflow = 1, what docs/operations.md
-    tells operators to set) instead of hiding it for seconds; the host's setting is left
-    alone. None when that cannot be done here (not root, no iproute2): the run goes on in
-    the host's network, and the report says which setting it ran under."""
+    """Runs this benchmark again inside a network namespace of its own, under
+    ENGINE_HOST_SYSCTLS: an overflowing listen queue then resets a connection at once,
+    instead of hiding it for seconds (tcp_abort_on_overflow) or for good (a SYN cookie's
+    connection, measured: docs/operations.md). None when that cannot be done here (not
+    root, no iproute2): the run goes on in the host's network, and the report says which
+    settings it ran under."""
     if os.environ.get(NETNS_ENV) or os.geteuid() != 0 or shutil.which("ip") is None:
         return None
     name = f"flashsale-bench-{os.getpid()}"
     if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
         return None
+    sysctls = " ".join(f"{key}={value}" for key, value in ENGINE_HOST_SYSCTLS.items())
     try:
-        inside = 'ip link set lo up && sysctl -qw net.ipv4.tcp_abort_on_overflow=1 && exec "$@"'
+        inside = f'ip link set lo up && sysctl -qw {sysctls} && exec "$@"'
         return subprocess.run(
             ["ip", "netns", "exec", name, "sh", "-c", inside, "sh",
              sys.executable, *argv],
@@ -467,9 +471,14 @@ def rerun_in_own_network(argv: list[str]) -> int | None:
 
 def network_setting() -> str:
     where = os.environ.get(NETNS_ENV)
-    value = ABORT_ON_OVERFLOW.read_text().strip() if ABORT_ON_OVERFLOW.exists() else "?"
     place = f"its own network namespace {where}" if where else "the host's network"
-    return f"in {place}, tcp_abort_on_overflow = {value}"
+    values = []
+    for key in ENGINE_HOST_SYSCTLS:
+        path = Path("/proc/sys") / key.replace(".", "/")
+        values.append(
+            f"{key.rsplit('.', 1)[-1]} = {path.read_text().strip() if path.exists() else '?'}"
+        )
+    return f"in {place}, {', '.join(values)}"
 
 
 def main() -> None:
@@ -483,7 +492,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--host-network", action="store_true",
-        help="run in the host's network, under its tcp_abort_on_overflow setting",
+        help="run in the host's network, under its listen-queue settings",
     )  # fmt: skip
     args = parser.parse_args()
     if not args.host_network:
