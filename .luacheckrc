@@ -12,7 +12,7 @@ files["lua/*.lua"] = {
   read_globals = {
     "redis_now_ms",                  -- _time.lua
     "STOCK_BACK_CHANNEL",            -- _constants.lua
-    "append_event", "finish_hold", "settle_if_not_pending",  -- _order_state.lua
+    "append_event", "finish_hold", "settle_if_not_pending", "ORDER_FIELDS",  -- _order_state.lua
     "purchase_one",                  -- _purchase.lua
   },
 }

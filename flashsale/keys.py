@@ -35,7 +35,14 @@ def sale(sale_id: str) -> str:
 
 
 def held(sale_id: str) -> str:
+    """Units each user holds (reserved + confirmed), by user id; and, under a field of
+    ADDRESS_FIELD_PREFIX + address, the unpaid units of each client address while the sale
+    has a holds_per_address cap (lua/_purchase.lua)."""
     return f"{_sale_prefix(sale_id)}:held"
+
+
+# No user id contains "@" (API.md's identifiers), so these fields never meet a user's.
+ADDRESS_FIELD_PREFIX = "@"
 
 
 def order(sale_id: str, order_id: str) -> str:

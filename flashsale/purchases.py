@@ -64,13 +64,16 @@ class Purchases:
         idempotency_key: str | None,
         fingerprint: str,
         deadline: float,
+        address: str = "",
     ) -> PurchaseOutcome | Pending:
         """Raises RateLimitedError for a user over their rate, StoreUnavailableError or
         TimeoutError when the attempt never left for Redis; every other answer is the outcome,
         Pending when it left but its outcome is not known."""
         admission, metrics = self._admission, self._metrics
         admission.check_user_rate(sale_id, user_id)
-        attempt = self._store.attempt(sale_id, user_id, quantity, idempotency_key, fingerprint)
+        attempt = self._store.attempt(
+            sale_id, user_id, quantity, idempotency_key, fingerprint, address
+        )
         if admission.sold_out.is_sold_out(sale_id):
             return await self._answer_sold_out(sale_id, attempt, deadline)
         try:

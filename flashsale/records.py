@@ -38,6 +38,7 @@ class NewSale:
     ends_at: int
     per_user_limit: int
     hold_seconds: int
+    holds_per_address: int | None = None  # None: no cap
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class SaleChange:
     ends_at: int | None = None
     paused: bool | None = None
     per_user_limit: int | None = None
+    holds_per_address: int | None = None  # 0 lifts the cap
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class SaleRecord:
     paused: bool
     per_user_limit: int
     hold_seconds: int
+    holds_per_address: int | None  # None: no cap
     counters: dict[str, int]
     read_at: int
 

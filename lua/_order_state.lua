@@ -6,6 +6,9 @@
 -- STOCK_BACK_CHANNEL (from _constants.lua, written from keys.py): processes that answer
 -- sold_out from a local flag listen there, to clear it at once.
 
+-- What finish_hold and settle_if_not_pending need of an order, read with HMGET.
+local ORDER_FIELDS = {'status', 'user_id', 'quantity', 'created_at', 'expires_at', 'address'}
+
 -- Appends one order event; every event carries the whole order so that the order store can
 -- apply it even when it arrives before the events that preceded it.
 local function append_event(events_key, sale_id, order_id, user_id, quantity, status,
@@ -17,7 +20,8 @@ end
 
 -- Moves a reserved order to a final state: confirmed keeps its units sold; cancelled and
 -- expired give them back to the sale and to the user's allowance.
--- order = {status, user_id, quantity, created_at, expires_at} as read by HMGET.
+-- order = {status, user_id, quantity, created_at, expires_at, address} as read by HMGET
+-- (ORDER_FIELDS); address is set when the hold counts against its client address's cap.
 local function finish_hold(sale_key, held_key, order_key, holds_key, events_key,
                            sale_id, order_id, order, new_status, now)
   local user_id, quantity = order[2], tonumber(order[3])
@@ -27,6 +31,13 @@ local function finish_hold(sale_key, held_key, order_key, holds_key, events_key,
   redis.call('HINCRBY', sale_key, 'o_reserved', -1)
   redis.call('HINCRBY', sale_key, 'u_' .. new_status, quantity)
   redis.call('HINCRBY', sale_key, 'o_' .. new_status, 1)
+  -- Paid or given back, the units are no longer unpaid ones of the address.
+  if order[6] then
+    local address_field = '@' .. order[6]
+    if redis.call('HINCRBY', held_key, address_field, -quantity) <= 0 then
+      redis.call('HDEL', held_key, address_field)
+    end
+  end
   if new_status ~= 'confirmed' then
     redis.call('HINCRBY', sale_key, 'stock_left', quantity)
     if redis.call('HINCRBY', held_key, user_id, -quantity) <= 0 then

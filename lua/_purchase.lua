@@ -5,15 +5,17 @@
 -- sale    = {sale_key, held_key, holds_key, events_key, orders_key, sale_id, idem_ttl_ms,
 --            max_backlog}
 -- attempt = {order_key, idem_key, order_id, user_id, quantity, fingerprint, idempotency_key,
---            replay_only, fence_key}
+--            replay_only, fence_key, address}
 --           (fingerprint "" when the attempt carries no idempotency key; replay_only true:
 --            answer only from what is stored, and write nothing - the app's sold-out flag
---            is up, so an attempt not seen before is sold_out without reaching the stock)
+--            is up, so an attempt not seen before is sold_out without reaching the stock;
+--            address: the client's, for the sale's holds_per_address cap, "" when unknown)
 --
 -- Returns {outcome, order_id, created_at_ms, expires_at_ms, replayed, stock_left}:
 --   outcome "ok"                                   the units are held (or were, for a replay)
 --   outcome "not_found"                            no such sale
 --   outcome "sale_ended" | "sale_paused" | "sale_not_started" | "sold_out" | "user_limit_reached"
+--           | "hold_limit_reached"                 (the client address's unpaid units)
 --   outcome "idempotency_conflict"                 the key was used with another body
 --   outcome "overloaded"                           the order store is behind by max_backlog;
 --                                                  nothing is taken or remembered
@@ -24,6 +26,9 @@
 --   key (the same attempt sent again gets its own outcome, replayed 0);
 --   stock_left is the sale's stock after this attempt (-1 when the answer is a replay or
 --   replay_only found nothing stored).
+-- Unpaid units per client address live in the held hash under "@<address>" (no user id can
+-- contain "@"), counted only while the sale has a holds_per_address cap; the order keeps
+-- the address it was counted under, so that finish_hold gives the units back to it.
 -- An idempotency record of a reservation lives idem_ttl_ms past the end of its hold (a retry
 -- while the units are held always finds it); one of a refusal lives idem_ttl_ms.
 -- Everything is checked before anything is written: Redis does not roll back a script
@@ -35,7 +40,7 @@ local function purchase_one(sale, attempt)
   local sale_id, idem_ttl_ms, max_backlog = sale[6], sale[7], sale[8]
   local order_key, idem_key, order_id, user_id = attempt[1], attempt[2], attempt[3], attempt[4]
   local quantity, fingerprint, idempotency_key = attempt[5], attempt[6], attempt[7]
-  local replay_only, fence_key = attempt[8], attempt[9]
+  local replay_only, fence_key, address = attempt[8], attempt[9], attempt[10]
 
   -- A retried call (the client's retry after a lost reply) carries the same order id: it
   -- gets this attempt's own outcome, which is no replay of another request's.
@@ -67,7 +72,8 @@ local function purchase_one(sale, attempt)
   end
 
   local fields = redis.call('HMGET', sale_key,
-    'stock_left', 'starts_at', 'ends_at', 'ended_at', 'paused', 'per_user_limit', 'hold_seconds')
+    'stock_left', 'starts_at', 'ends_at', 'ended_at', 'paused', 'per_user_limit', 'hold_seconds',
+    'holds_per_address')
   if not fields[1] then
     return {'not_found', '', 0, 0, 0, -1}
   end
@@ -76,6 +82,11 @@ local function purchase_one(sale, attempt)
     tonumber(fields[4])
   local paused, per_user_limit, hold_seconds = fields[5] == '1', tonumber(fields[6]),
     tonumber(fields[7])
+  local per_address = tonumber(fields[8] or '0')
+  local address_field = ''
+  if per_address > 0 and address ~= '' then
+    address_field = '@' .. address
+  end
 
   local now = redis_now_ms()
 
@@ -93,6 +104,9 @@ local function purchase_one(sale, attempt)
     local held = tonumber(redis.call('HGET', held_key, user_id) or '0')
     if held + quantity > per_user_limit then
       outcome = 'user_limit_reached'
+    elseif address_field ~= '' and
+        tonumber(redis.call('HGET', held_key, address_field) or '0') + quantity > per_address then
+      outcome = 'hold_limit_reached'
     elseif quantity > stock_left then
       outcome = 'sold_out'
     end
@@ -120,6 +134,10 @@ local function purchase_one(sale, attempt)
     redis.call('HSET', order_key, 'user_id', user_id, 'quantity', quantity, 'status', 'reserved',
       'created_at', created_at, 'expires_at', expires_at, 'updated_at', created_at,
       'idempotency_key', idempotency_key)
+    if address_field ~= '' then
+      redis.call('HINCRBY', held_key, address_field, quantity)
+      redis.call('HSET', order_key, 'address', address)
+    end
     redis.call('ZADD', holds_key, expires_at, order_id)
     redis.call('SADD', orders_key, order_id)
     append_event(events_key, sale_id, order_id, user_id, quantity, 'reserved',

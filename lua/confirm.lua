@@ -11,8 +11,7 @@
 --   {"not_found", "", 0}                no such order; fenced, so that an attempt of that
 --                                       id arriving late (its answer was 202) is refused
 
-local order = redis.call('HMGET', KEYS[3], 'status', 'user_id', 'quantity', 'created_at',
-  'expires_at')
+local order = redis.call('HMGET', KEYS[3], unpack(ORDER_FIELDS))
 local now = redis_now_ms()
 if not order[1] then
   redis.call('SET', KEYS[6], 1, 'PX', ARGV[3])

@@ -11,6 +11,7 @@
 -- ARGV[7] per_user_limit (>= 1)  ARGV[8] hold_seconds (>= 1)
 -- ARGV[9] the consumer group that hands events to the order store
 -- ARGV[10] the creation's id (named by the app before the call)
+-- ARGV[11] holds_per_address: the most unpaid units one client address may hold (0: no cap)
 --
 -- Returns {outcome, now_ms}: outcome "ok" or "sale_exists".
 
@@ -37,6 +38,7 @@ redis.call('HSET', KEYS[1],
   'stock_total', ARGV[4], 'stock_left', ARGV[4],
   'starts_at', ARGV[5], 'ends_at', ARGV[6], 'ended_at', 0, 'paused', 0,
   'per_user_limit', ARGV[7], 'peak_per_user_limit', ARGV[7], 'hold_seconds', ARGV[8],
+  'holds_per_address', ARGV[11],
   'created_at', now, 'created_by', ARGV[10],
   'attempts', 0, 'rejected', 0, 'shed', 0,
   'u_reserved', 0, 'u_confirmed', 0, 'u_cancelled', 0, 'u_expired', 0,

@@ -13,8 +13,7 @@ local now = redis_now_ms()
 local expired = 0
 for i = 5, #KEYS do
   local order_id = ARGV[i - 3]
-  local order = redis.call('HMGET', KEYS[i], 'status', 'user_id', 'quantity', 'created_at',
-    'expires_at')
+  local order = redis.call('HMGET', KEYS[i], unpack(ORDER_FIELDS))
   if order[1] == 'reserved' then
     if now >= tonumber(order[5]) then
       finish_hold(KEYS[1], KEYS[2], KEYS[i], KEYS[3], KEYS[4], ARGV[1], order_id, order,

@@ -12,6 +12,8 @@
 -- ARGV[5] per_user_limit        -- each "" when the operator did not send it
 -- ARGV[6] sale_id, announced on STOCK_BACK_CHANNEL when stock is added
 -- ARGV[7] fingerprint of the change  ARGV[8] how long the marker is kept, in ms
+-- ARGV[9] holds_per_address ("" unchanged, "0" no cap); holds taken before a cap was set
+--         do not count against it (only holds taken under a cap are counted per address)
 --
 -- Returns {outcome, now_ms}: outcome "ok" (also for a change applied before),
 -- "not_found", "sale_ended" (ended by an operator: final), "invalid_window" (ends_at would
@@ -57,5 +59,8 @@ if ARGV[5] ~= '' then
   if tonumber(ARGV[5]) > peak then
     redis.call('HSET', KEYS[1], 'peak_per_user_limit', ARGV[5])
   end
+end
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[1], 'holds_per_address', ARGV[9])
 end
 return {'ok', now}

@@ -24,5 +24,7 @@ PURCHASES = web.AppKey("purchases", Purchases)
 
 # When the request must be answered by (event-loop time), set by admission.
 DEADLINE = web.RequestKey("deadline", float)
+# The client's address (the peer, or the one a trusted proxy names), set by admission.
+CLIENT = web.RequestKey("client", str)
 # Loop time the request's head arrived (api/protocol.py), or when the app first saw it.
 ARRIVED = web.RequestKey("arrived", float)

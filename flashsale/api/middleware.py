@@ -12,7 +12,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from flashsale.api.context import ADMISSION, ARRIVED, DEADLINE, METRICS, SETTINGS
+from flashsale.api.context import ADMISSION, ARRIVED, CLIENT, DEADLINE, METRICS, SETTINGS
 from flashsale.api.problems import ProblemCode, ProblemError, retry_after_header
 from flashsale.api.protocol import arrival_of
 from flashsale.api.request_ids import new_request_id
@@ -145,7 +145,9 @@ async def _admit(request: web.Request, handler: Handler, route: Route | None) ->
     loop = asyncio.get_running_loop()
     arrived, now = request[ARRIVED], loop.time()
     admission.check_age(now - arrived, now, purchase_of)
-    client = admission.client(request.remote, request.headers.get("X-Forwarded-For"))
+    request[CLIENT] = client = admission.client(
+        request.remote, request.headers.get("X-Forwarded-For")
+    )
     admission.check_client(client, finishing=finishing, purchase_of=purchase_of)
     if request.body_exists and not request.content.is_eof():
         await _await_body(request)  # only a body still on its way needs a timer

@@ -25,6 +25,7 @@ class ProblemCode(enum.StrEnum):
     SALE_PAUSED = "sale_paused"
     SOLD_OUT = "sold_out"
     USER_LIMIT_REACHED = "user_limit_reached"
+    HOLD_LIMIT_REACHED = "hold_limit_reached"
     ORDER_NOT_PENDING = "order_not_pending"
     SALE_EXISTS = "sale_exists"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
@@ -45,6 +46,7 @@ _CATALOGUE: dict[ProblemCode, tuple[int, str]] = {
     ProblemCode.SALE_PAUSED: (409, "The sale is paused"),
     ProblemCode.SOLD_OUT: (409, "Sold out"),
     ProblemCode.USER_LIMIT_REACHED: (409, "Per-user limit reached"),
+    ProblemCode.HOLD_LIMIT_REACHED: (409, "Per-address hold limit reached"),
     ProblemCode.ORDER_NOT_PENDING: (409, "The order is no longer pending"),
     ProblemCode.SALE_EXISTS: (409, "A sale with this id exists"),
     ProblemCode.IDEMPOTENCY_CONFLICT: (422, "Idempotency-Key reused with a different body"),
@@ -142,6 +144,9 @@ _REJECTION_DETAILS: dict[Rejection, str] = {
     Rejection.SALE_PAUSED: "the sale is paused by the operator",
     Rejection.SOLD_OUT: "not enough stock left for this quantity",
     Rejection.USER_LIMIT_REACHED: "this user already holds the most units allowed per user",
+    Rejection.HOLD_LIMIT_REACHED: (
+        "this client address already holds the most unpaid units the sale allows per address"
+    ),
     Rejection.IDEMPOTENCY_CONFLICT: "this Idempotency-Key was used with a different body",
     Rejection.SALE_EXISTS: "a sale with this id exists already",
     Rejection.INVALID_WINDOW: "ends_at must be after starts_at",

@@ -14,6 +14,7 @@ from aiohttp import web
 from flashsale.api.handlers import admin, ops, shopper
 from flashsale.api.schemas import (
     AdminSaleView,
+    CreatedSaleView,
     CreateSaleRequest,
     DeadLetterList,
     OrderView,
@@ -143,12 +144,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/sales", admin.list_sales, "listSales", OPERATOR,
           "Every sale, with counts", 200, SaleList, (503,)),
     Route("POST", "/admin/sales", admin.create_sale, "createSale", OPERATOR,
-          "Schedule a sale", 201, SaleView, (400, 409, 413, 503), body=CreateSaleRequest,
+          "Schedule a sale", 201, CreatedSaleView, (400, 409, 413, 503), body=CreateSaleRequest,
           links=sale_links("sale", "purchase", "adminSale", "patch", "end")),
     Route("GET", "/admin/sales/{sale_id}", admin.get_sale, "getAdminSale", OPERATOR,
           "A sale with counts", 200, AdminSaleView, (400, 404, 503)),
     Route("PATCH", "/admin/sales/{sale_id}", admin.patch_sale, "patchSale", OPERATOR,
-          "Change a sale: add stock, move the window, pause, change the per-user limit", 200,
+          "Change a sale: add stock, move the window, pause, change the per-user or "
+          "per-address limit", 200,
           AdminSaleView, (400, 404, 409, 413, 422, 503), body=PatchSaleRequest,
           headers=(OPERATOR_IDEMPOTENCY_HEADER,), links=sale_links("purchase", "end")),
     Route("POST", "/admin/sales/{sale_id}/end", admin.end_sale, "endSale", OPERATOR,

@@ -32,6 +32,15 @@ Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
 StockAmount = Annotated[int, Meta(ge=1, le=1_000_000_000)]
 PerUserLimit = Annotated[int, Meta(ge=1, le=1_000_000)]
 HoldSeconds = Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
+HoldsPerAddress = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=1_000_000,
+        description="The most unpaid units one client address may hold at once in the sale "
+        "(the peer, or the address a trusted proxy names); null: no cap.",
+    ),
+]
 
 DEFAULT_PER_USER_LIMIT = 1
 DEFAULT_HOLD_SECONDS = 600
@@ -62,6 +71,7 @@ class CreateSaleRequest(Struct, forbid_unknown_fields=True):
     sale_id: Identifier | UnsetType = UNSET
     per_user_limit: PerUserLimit = DEFAULT_PER_USER_LIMIT
     hold_seconds: HoldSeconds = DEFAULT_HOLD_SECONDS
+    holds_per_address: HoldsPerAddress | None = None
 
     def new_sale(self) -> NewSale:
         return NewSale(
@@ -72,6 +82,7 @@ class CreateSaleRequest(Struct, forbid_unknown_fields=True):
             ends_at=to_ms(self.ends_at),
             per_user_limit=self.per_user_limit,
             hold_seconds=self.hold_seconds,
+            holds_per_address=self.holds_per_address,
         )
 
 
@@ -87,6 +98,8 @@ class PatchSaleRequest(Struct, forbid_unknown_fields=True):
     ends_at: EndsAt | UnsetType = UNSET
     paused: bool | UnsetType = UNSET
     per_user_limit: PerUserLimit | UnsetType = UNSET
+    # null lifts the cap; holds taken while there was none never count against a new one.
+    holds_per_address: HoldsPerAddress | UnsetType | None = UNSET
 
     def is_empty(self) -> bool:
         return all(getattr(self, name) is UNSET for name in self.__struct_fields__)
@@ -98,6 +111,9 @@ class PatchSaleRequest(Struct, forbid_unknown_fields=True):
             ends_at=None if self.ends_at is UNSET else to_ms(self.ends_at),
             paused=None if self.paused is UNSET else self.paused,
             per_user_limit=None if self.per_user_limit is UNSET else self.per_user_limit,
+            holds_per_address=(
+                None if self.holds_per_address is UNSET else self.holds_per_address or 0
+            ),
         )
 
 
@@ -112,6 +128,12 @@ class SaleView(Struct):
     stock_left: int
     per_user_limit: int
     hold_seconds: int
+
+
+class CreatedSaleView(SaleView):
+    """A new sale as shoppers see it, plus the settings only its operator sees."""
+
+    holds_per_address: int | None
 
 
 class UnitCounts(Struct):
@@ -146,6 +168,7 @@ class AdminSaleView(Struct):
     stock_left: int
     per_user_limit: int
     hold_seconds: int
+    holds_per_address: int | None
     counts: UnitCounts
     order_counts: OrderCounts
     ended_at: str | None
@@ -204,11 +227,18 @@ def sale_view(sale: SaleRecord) -> SaleView:
     )
 
 
+def created_sale_view(sale: SaleRecord) -> CreatedSaleView:
+    return CreatedSaleView(
+        **msgspec.structs.asdict(sale_view(sale)), holds_per_address=sale.holds_per_address
+    )
+
+
 def admin_sale_view(sale: SaleRecord) -> AdminSaleView:
     public = sale_view(sale)
     c = sale.counters
     return AdminSaleView(
         **msgspec.structs.asdict(public),
+        holds_per_address=sale.holds_per_address,
         counts=UnitCounts(
             reserved=c["u_reserved"],
             confirmed=c["u_confirmed"],

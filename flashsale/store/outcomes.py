@@ -15,6 +15,7 @@ class Rejection(enum.StrEnum):
     SALE_PAUSED = "sale_paused"
     SOLD_OUT = "sold_out"
     USER_LIMIT_REACHED = "user_limit_reached"
+    HOLD_LIMIT_REACHED = "hold_limit_reached"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     SALE_EXISTS = "sale_exists"
     INVALID_WINDOW = "invalid_window"
@@ -34,6 +35,7 @@ class Attempt:
     quantity: int
     idempotency_key: str = ""  # "" without one
     fingerprint: str = ""  # of the body, compared under the idempotency key
+    address: str = ""  # the client's, for the sale's holds_per_address cap; "" unknown
     # Whether the attempt left for Redis (so it may have taken effect whatever happens to
     # its caller), and whether the call that carried it has ended, either way.
     sent: bool = False

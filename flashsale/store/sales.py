@@ -126,9 +126,10 @@ class SaleStore:
         idempotency_key: str | None = None,
         fingerprint: str = "",
         order_id: str | None = None,
+        address: str = "",
     ) -> PurchaseOutcome:
         """One attempt. `order_id` names it: calling again with the same id takes nothing twice."""
-        attempt = self.attempt(sale_id, user_id, quantity, idempotency_key, fingerprint)
+        attempt = self.attempt(sale_id, user_id, quantity, idempotency_key, fingerprint, address)
         if order_id is not None:
             attempt.order_id = order_id
         return await self.submit(sale_id, attempt)
@@ -140,6 +141,7 @@ class SaleStore:
         quantity: int,
         idempotency_key: str | None = None,
         fingerprint: str = "",
+        address: str = "",
     ) -> Attempt:
         """A new attempt, named (its order id) before anything is sent."""
         return Attempt(
@@ -148,6 +150,7 @@ class SaleStore:
             quantity=quantity,
             idempotency_key=idempotency_key or "",
             fingerprint=fingerprint if idempotency_key else "",
+            address=address,
         )
 
     async def submit(self, sale_id: str, attempt: Attempt) -> PurchaseOutcome:
@@ -261,6 +264,7 @@ def _sale_record(sale_id: str, fields: dict[str, str], now: int) -> SaleRecord:
         paused=fields["paused"] == "1",
         per_user_limit=int(fields["per_user_limit"]),
         hold_seconds=int(fields["hold_seconds"]),
+        holds_per_address=int(fields.get("holds_per_address", "0")) or None,
         counters={name: int(fields.get(name, "0")) for name in _COUNTER_FIELDS},
         read_at=now,
     )

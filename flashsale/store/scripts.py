@@ -95,6 +95,7 @@ class Scripts:
             [
                 sale.sku, sale.name, ref, sale.stock, sale.starts_at, sale.ends_at,
                 sale.per_user_limit, sale.hold_seconds, keys.ORDER_STORE_GROUP, creation_id,
+                sale.holds_per_address or 0,
             ],
         )  # fmt: skip
         return _refusal(outcome)
@@ -109,7 +110,7 @@ class Scripts:
             [
                 _optional(change.add_stock), _optional(change.starts_at),
                 _optional(change.ends_at), paused, _optional(change.per_user_limit), sale_id,
-                fingerprint, APPLIED_MARKER_TTL_MS,
+                fingerprint, APPLIED_MARKER_TTL_MS, _optional(change.holds_per_address),
             ],
         )  # fmt: skip
         return _refusal(outcome)
@@ -140,7 +141,7 @@ class Scripts:
             [
                 attempt.order_id, attempt.user_id, attempt.quantity, attempt.fingerprint,
                 idempotency_ttl_ms, attempt.idempotency_key, max_backlog, sale_id,
-                "1" if replay_only else "",
+                "1" if replay_only else "", attempt.address,
             ],
         )  # fmt: skip
         return _purchase_outcome(sale_id, attempt, reply)
@@ -164,7 +165,7 @@ class Scripts:
         ]
         packed = msgspec.msgpack.encode(
             [
-                [a.order_id, a.user_id, a.quantity, a.fingerprint, a.idempotency_key]
+                [a.order_id, a.user_id, a.quantity, a.fingerprint, a.idempotency_key, a.address]
                 for a in attempts
             ]
         )

@@ -12,6 +12,7 @@ from flashsale.sinks import OrderSink
 from flashsale.store.client import queued
 
 _STATES = ("reserved", "confirmed", "cancelled", "expired")
+_ADDRESS = keys.ADDRESS_FIELD_PREFIX
 
 
 @dataclass
@@ -36,10 +37,13 @@ async def audit_sale(redis: Redis, sink: OrderSink, sale_id: str) -> SaleAudit:
     orders = await _redis_orders(redis, sale_id)
     report.orders_in_redis = len(orders)
     held: Counter[str] = Counter()
+    unpaid_by_address: Counter[str] = Counter()
     for order in orders.values():
         report.units[order["status"]] += int(order["quantity"])
         if order["status"] in ("reserved", "confirmed"):
             held[order["user_id"]] += int(order["quantity"])
+        if order["status"] == "reserved" and order.get("address"):
+            unpaid_by_address[_ADDRESS + order["address"]] += int(order["quantity"])
 
     # 1. Never oversold.
     counted = report.stock_left + report.units["reserved"] + report.units["confirmed"]
@@ -60,8 +64,15 @@ async def audit_sale(redis: Redis, sink: OrderSink, sale_id: str) -> SaleAudit:
         if units > cap:
             report.violations.append(f"invariant 2: user {user} holds {units} > {cap} units")
     recorded = {str(k): int(v) for k, v in (await redis.hgetall(keys.held(sale_id))).items()}
-    if {u: n for u, n in recorded.items() if n} != dict(held):
+    by_user = {k: n for k, n in recorded.items() if n and not k.startswith(_ADDRESS)}
+    if by_user != dict(held):
         report.violations.append("invariant 2: the per-user holdings disagree with the orders")
+    # The holds_per_address cap counts what the reserved orders under it add up to.
+    by_address = {k: n for k, n in recorded.items() if n and k.startswith(_ADDRESS)}
+    if by_address != dict(unpaid_by_address):
+        report.violations.append(
+            "holds_per_address: the unpaid units per address disagree with the reserved orders"
+        )
     # 3. Every 201 in the store exactly once, in the state Redis has.
     in_flight = await _orders_in_flight(redis, sale_id)
     report.in_flight = len(in_flight)

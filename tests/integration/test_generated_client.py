@@ -73,7 +73,7 @@ async def test_a_generated_client_schedules_buys_and_confirms(
             ),
         )  # fmt: skip
     assert created.status_code == 201
-    assert isinstance(created.parsed, models.SaleView)
+    assert isinstance(created.parsed, models.CreatedSaleView)
     assert created.parsed.stock_left == 3
 
     shopper = generated.Client(base_url=base_url)

@@ -39,7 +39,7 @@ def test_fingerprint_ignores_spelling_but_not_content() -> None:
 BASE = SaleRecord(
     sale_id="s", sku="k", name="n", ref="r", stock_total=10, stock_left=5,
     starts_at=1_000, ends_at=2_000, ended_at=0, paused=False, per_user_limit=1,
-    hold_seconds=600, counters={}, read_at=1_500,
+    hold_seconds=600, holds_per_address=None, counters={}, read_at=1_500,
 )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from flashsale.api.schemas import (
     PatchSaleRequest,
     SaleList,
     admin_sale_view,
-    sale_view,
+    created_sale_view,
 )
 from flashsale.ids import new_sale_id
 from flashsale.records import SaleRecord
@@ -32,7 +32,7 @@ async def create_sale(request: web.Request) -> web.Response:
     created = await request.app[STORE].create_sale(sale_id, body.new_sale())
     return respond(
         request,
-        sale_view(_or_problem(created)),
+        created_sale_view(_or_problem(created)),
         status=201,
         headers={"Location": f"/v1/sales/{sale_id}"},
     )
@@ -57,8 +57,8 @@ async def patch_sale(request: web.Request) -> web.Response:
     if body.is_empty():
         raise ProblemError(
             ProblemCode.INVALID_REQUEST,
-            "the body names no change: send add_stock, starts_at, ends_at, paused "
-            "or per_user_limit",
+            "the body names no change: send add_stock, starts_at, ends_at, paused, "
+            "per_user_limit or holds_per_address",
         )
     key = idempotency_key(request)
     patched = await request.app[STORE].patch_sale(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from flashsale.api.codec import decode_body, fingerprint, respond
-from flashsale.api.context import DEADLINE, PURCHASES
+from flashsale.api.context import CLIENT, DEADLINE, PURCHASES
 from flashsale.api.params import idempotency_key, path_id
 from flashsale.api.problems import ProblemCode, ProblemError, rejection_problem
 from flashsale.api.schemas import (
@@ -49,6 +49,7 @@ async def purchase(request: web.Request) -> web.Response:
         # Only a keyed request is ever compared with an earlier one.
         fingerprint=fingerprint(body) if key else "",
         deadline=request[DEADLINE],
+        address=request[CLIENT],
     )
     if isinstance(outcome, Rejected):
         raise rejection_problem(outcome)
