@@ -14,6 +14,7 @@ files["lua/*.lua"] = {
     "STOCK_BACK_CHANNEL",            -- _constants.lua
     "append_event", "finish_hold", "settle_if_not_pending", "ORDER_FIELDS",  -- _order_state.lua
     "purchase_one",                  -- _purchase.lua
+    "open_room_if_due",              -- _queue.lua
   },
 }
 -- A library's functions are used by the scripts that include it, not by the library.

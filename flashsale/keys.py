@@ -85,3 +85,29 @@ def patch_applied(sale_id: str, change_id: str) -> str:
 def idempotency(sale_id: str, user_id: str, key: str) -> str:
     # The user id's length keeps ("a:b", "c") and ("a", "b:c") apart.
     return f"{_sale_prefix(sale_id)}:idem:{len(user_id)}:{user_id}:{key}"
+
+
+# The waiting room of a sale (lua/queue_*.lua).
+def prequeue(sale_id: str) -> str:
+    """Users who joined before the open (zset, scored by a random key drawn at joining)."""
+    return f"{_sale_prefix(sale_id)}:prequeue"
+
+
+def queue(sale_id: str) -> str:
+    """Users waiting after the open (zset, scored by their place in the order of service)."""
+    return f"{_sale_prefix(sale_id)}:queue"
+
+
+def queue_admitted(sale_id: str) -> str:
+    """Users the room admitted (hash user -> Redis time of admission, ms)."""
+    return f"{_sale_prefix(sale_id)}:queue:admitted"
+
+
+def queue_expired(sale_id: str) -> str:
+    """Users who lost their place by not polling (set)."""
+    return f"{_sale_prefix(sale_id)}:queue:expired"
+
+
+def queue_seen(sale_id: str) -> str:
+    """When each waiting user last polled, as processes report it (zset, Redis time ms)."""
+    return f"{_sale_prefix(sale_id)}:queue:seen"

@@ -65,6 +65,7 @@ class Purchases:
         fingerprint: str,
         deadline: float,
         address: str = "",
+        queue_pass: bool = False,
     ) -> PurchaseOutcome | Pending:
         """Raises RateLimitedError for a user over their rate, StoreUnavailableError or
         TimeoutError when the attempt never left for Redis; every other answer is the outcome,
@@ -74,6 +75,7 @@ class Purchases:
         attempt = self._store.attempt(
             sale_id, user_id, quantity, idempotency_key, fingerprint, address
         )
+        attempt.queue_pass = queue_pass
         if admission.sold_out.is_sold_out(sale_id):
             return await self._answer_sold_out(sale_id, attempt, deadline)
         try:

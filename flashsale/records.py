@@ -28,6 +28,16 @@ class OrderStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class WaitingRoom:
+    """A sale's waiting room, as the operator set it."""
+
+    enabled: bool = False
+    admit_per_second: float | None = None  # None: the engine's pace
+    token_ttl_seconds: int = 120
+    queue_opens_seconds: int = 900
+
+
+@dataclass(frozen=True)
 class NewSale:
     """A sale an operator schedules, validated by the API before it reaches the store."""
 
@@ -39,6 +49,7 @@ class NewSale:
     per_user_limit: int
     hold_seconds: int
     holds_per_address: int | None = None  # None: no cap
+    waiting_room: WaitingRoom = WaitingRoom()
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,13 @@ class SaleChange:
     paused: bool | None = None
     per_user_limit: int | None = None
     holds_per_address: int | None = None  # 0 lifts the cap
+    waiting_room: WaitingRoom | None = None
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    waiting: int  # joined, neither admitted nor gone
+    admitted: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,8 @@ class SaleRecord:
     holds_per_address: int | None  # None: no cap
     counters: dict[str, int]
     read_at: int
+    waiting_room: WaitingRoom = WaitingRoom()
+    queue: QueueCounts = QueueCounts(0, 0)
 
     @property
     def status(self) -> SaleStatus:

@@ -125,6 +125,14 @@ class AdminSettings(_Section, frozen=True):
     token: str
 
 
+class QueueSettings(_Section, frozen=True):
+    signing_key: str
+    poll_after_seconds: Annotated[float, Meta(ge=0.1)]
+    tick_seconds: Annotated[float, Meta(ge=0.01)]
+    refresh_seconds: Annotated[float, Meta(ge=0.01)]
+    default_admit_per_second: Annotated[float, Meta(gt=0)]
+
+
 class LogSettings(_Section, frozen=True):
     level: str
     format: Literal["text", "json"]
@@ -146,6 +154,7 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     worker: WorkerSettings
     purchases: PurchasesSettings
     admin: AdminSettings
+    queue: QueueSettings
     log: LogSettings
 
     @property

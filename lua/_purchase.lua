@@ -5,17 +5,20 @@
 -- sale    = {sale_key, held_key, holds_key, events_key, orders_key, sale_id, idem_ttl_ms,
 --            max_backlog}
 -- attempt = {order_key, idem_key, order_id, user_id, quantity, fingerprint, idempotency_key,
---            replay_only, fence_key, address}
+--            replay_only, fence_key, address, queue_pass}
 --           (fingerprint "" when the attempt carries no idempotency key; replay_only true:
 --            answer only from what is stored, and write nothing - the app's sold-out flag
 --            is up, so an attempt not seen before is sold_out without reaching the stock;
---            address: the client's, for the sale's holds_per_address cap, "" when unknown)
+--            address: the client's, for the sale's holds_per_address cap, "" when unknown;
+--            queue_pass: true when the app verified the attempt's Purchase-Token)
 --
 -- Returns {outcome, order_id, created_at_ms, expires_at_ms, replayed, stock_left}:
 --   outcome "ok"                                   the units are held (or were, for a replay)
 --   outcome "not_found"                            no such sale
 --   outcome "sale_ended" | "sale_paused" | "sale_not_started" | "sold_out" | "user_limit_reached"
 --           | "hold_limit_reached"                 (the client address's unpaid units)
+--   outcome "queue_required"                       the sale's waiting room is on and the
+--                                                  attempt carries no valid token
 --   outcome "idempotency_conflict"                 the key was used with another body
 --   outcome "overloaded"                           the order store is behind by max_backlog;
 --                                                  nothing is taken or remembered
@@ -40,7 +43,8 @@ local function purchase_one(sale, attempt)
   local sale_id, idem_ttl_ms, max_backlog = sale[6], sale[7], sale[8]
   local order_key, idem_key, order_id, user_id = attempt[1], attempt[2], attempt[3], attempt[4]
   local quantity, fingerprint, idempotency_key = attempt[5], attempt[6], attempt[7]
-  local replay_only, fence_key, address = attempt[8], attempt[9], attempt[10]
+  local replay_only, fence_key, address, queue_pass = attempt[8], attempt[9], attempt[10],
+    attempt[11]
 
   -- A retried call (the client's retry after a lost reply) carries the same order id: it
   -- gets this attempt's own outcome, which is no replay of another request's.
@@ -73,9 +77,12 @@ local function purchase_one(sale, attempt)
 
   local fields = redis.call('HMGET', sale_key,
     'stock_left', 'starts_at', 'ends_at', 'ended_at', 'paused', 'per_user_limit', 'hold_seconds',
-    'holds_per_address')
+    'holds_per_address', 'wr_enabled')
   if not fields[1] then
     return {'not_found', '', 0, 0, 0, -1}
+  end
+  if fields[9] == '1' and not queue_pass then
+    return {'queue_required', '', 0, 0, 0, -1}  -- nothing counted: it never was an attempt
   end
   local stock_left = tonumber(fields[1])
   local starts_at, ends_at, ended_at = tonumber(fields[2]), tonumber(fields[3]),

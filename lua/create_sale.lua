@@ -12,6 +12,8 @@
 -- ARGV[9] the consumer group that hands events to the order store
 -- ARGV[10] the creation's id (named by the app before the call)
 -- ARGV[11] holds_per_address: the most unpaid units one client address may hold (0: no cap)
+-- ARGV[12] waiting room on ("1"/"0")  ARGV[13] its admit_per_second (0: the engine's pace)
+-- ARGV[14] its purchase tokens' lifetime (s)  ARGV[15] how long before the start it opens (ms)
 --
 -- Returns {outcome, now_ms}: outcome "ok" or "sale_exists".
 
@@ -39,6 +41,7 @@ redis.call('HSET', KEYS[1],
   'starts_at', ARGV[5], 'ends_at', ARGV[6], 'ended_at', 0, 'paused', 0,
   'per_user_limit', ARGV[7], 'peak_per_user_limit', ARGV[7], 'hold_seconds', ARGV[8],
   'holds_per_address', ARGV[11],
+  'wr_enabled', ARGV[12], 'wr_rate', ARGV[13], 'wr_token_ttl', ARGV[14], 'wr_opens_ms', ARGV[15],
   'created_at', now, 'created_by', ARGV[10],
   'attempts', 0, 'rejected', 0, 'shed', 0,
   'u_reserved', 0, 'u_confirmed', 0, 'u_cancelled', 0, 'u_expired', 0,

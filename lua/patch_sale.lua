@@ -14,6 +14,8 @@
 -- ARGV[7] fingerprint of the change  ARGV[8] how long the marker is kept, in ms
 -- ARGV[9] holds_per_address ("" unchanged, "0" no cap); holds taken before a cap was set
 --         do not count against it (only holds taken under a cap are counted per address)
+-- ARGV[10..13] the waiting room, all four or all "" (unchanged): on ("1"/"0"),
+--         admit_per_second (0: the engine's pace), token lifetime (s), opens before (ms)
 --
 -- Returns {outcome, now_ms}: outcome "ok" (also for a change applied before),
 -- "not_found", "sale_ended" (ended by an operator: final), "invalid_window" (ends_at would
@@ -62,5 +64,9 @@ if ARGV[5] ~= '' then
 end
 if ARGV[9] ~= '' then
   redis.call('HSET', KEYS[1], 'holds_per_address', ARGV[9])
+end
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[1], 'wr_enabled', ARGV[10], 'wr_rate', ARGV[11],
+    'wr_token_ttl', ARGV[12], 'wr_opens_ms', ARGV[13])
 end
 return {'ok', now}

@@ -22,10 +22,12 @@
 -- ARGV[8]  sale_id, for the event
 -- ARGV[9]  "1": replay only - answer a stored attempt, else sold_out with nothing written
 -- ARGV[10] the client's address, for the sale's holds_per_address cap ("" when unknown)
+-- ARGV[11] "1": the app verified the attempt's Purchase-Token (needed while the sale's
+--          waiting room is on)
 --
 -- Returns {outcome, order_id, created_at_ms, expires_at_ms, replayed, stock_left}.
 
 return purchase_one(
   {KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[7], ARGV[8], tonumber(ARGV[5]), tonumber(ARGV[7])},
   {KEYS[3], KEYS[6], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[9] == '1',
-   KEYS[8], ARGV[10]})
+   KEYS[8], ARGV[10], ARGV[11] == '1'})

@@ -12,7 +12,7 @@
 -- ARGV[1] sale_id  ARGV[2] idempotency record lifetime (ms)  ARGV[3] max backlog (0: none)
 -- ARGV[4] the attempts, msgpack-packed: an array of
 --         [order_id, user_id, quantity, fingerprint ("" without a key), idempotency_key,
---          address ("" when unknown)]
+--          address ("" when unknown), queue_pass (true: a verified Purchase-Token)]
 --
 -- Returns an array with one result per attempt, in order, each as purchase.lua returns it:
 -- {outcome, order_id, created_at_ms, expires_at_ms, replayed, stock_left}.
@@ -23,6 +23,6 @@ local attempts = cmsgpack.unpack(ARGV[4])
 local results = {}
 for i, a in ipairs(attempts) do
   results[i] = purchase_one(sale, {KEYS[3 + 3 * i], KEYS[4 + 3 * i], a[1], a[2], a[3], a[4],
-    a[5], false, KEYS[5 + 3 * i], a[6]})
+    a[5], false, KEYS[5 + 3 * i], a[6], a[7]})
 end
 return results

@@ -16,6 +16,7 @@ from flashsale.api.context import (
     OPENAPI,
     PURCHASES,
     REDIS,
+    ROOMS,
     SCRIPTS,
     SETTINGS,
     STORE,
@@ -27,6 +28,8 @@ from flashsale.errors import ConfigError
 from flashsale.metrics import Metrics
 from flashsale.pause import pause
 from flashsale.purchases import Purchases
+from flashsale.room.rooms import Rooms
+from flashsale.room.signing import Signer
 from flashsale.settings import Settings
 from flashsale.store.batcher import PurchaseBatcher
 from flashsale.store.breaker import CircuitBreaker
@@ -40,6 +43,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         raise ConfigError("no admin token: set FLASHSALE_ADMIN_TOKEN (there is no default)")
     if not settings.redis.url:
         raise ConfigError("no Redis URL: set FLASHSALE_REDIS_URL or run the embedded Redis")
+    if not settings.queue.signing_key:
+        raise ConfigError(
+            "no waiting-room signing key: set FLASHSALE_QUEUE_SIGNING_KEY (serve makes one)"
+        )
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[front, gate(settings.admin.token)],
@@ -79,8 +86,10 @@ async def _redis_store(app: web.Application) -> AsyncIterator[None]:
         )
         store.use_batcher(batcher)
     purchases = app[PURCHASES] = Purchases(store, admission, metrics)
+    rooms = app[ROOMS] = Rooms(redis, scripts, Signer(settings.queue.signing_key), settings.queue)
     stop = asyncio.Event()
     helpers = [
+        asyncio.create_task(rooms.run(stop)),
         asyncio.create_task(listen_for_stock_back(redis, admission.sold_out, stop)),
         asyncio.create_task(admission.counts.run(scripts, stop)),
         asyncio.create_task(_sample_in_flight(admission, stop)),

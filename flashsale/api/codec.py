@@ -18,8 +18,9 @@ JSON = "application/json"
 MSGPACK = "application/msgpack"
 _MSGPACK_TYPES = frozenset({MSGPACK, "application/x-msgpack", "application/vnd.msgpack"})
 
-_UNKNOWN_FIELD = re.compile(r"Object contains (?P<what>unknown field) `(?P<field>[^`]*)`.*")
-_MISSING_FIELD = re.compile(r"Object (?P<what>missing required field) `(?P<field>[^`]*)`.*")
+_AT = r"(?: - at `\$\.(?P<at>[^`]*)`)?"  # where, for a field of a nested object
+_UNKNOWN_FIELD = re.compile(r"Object contains (?P<what>unknown field) `(?P<field>[^`]*)`" + _AT)
+_MISSING_FIELD = re.compile(r"Object (?P<what>missing required field) `(?P<field>[^`]*)`" + _AT)
 
 _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
@@ -75,7 +76,8 @@ def _field_message(message: str) -> str:
     for pattern in (_UNKNOWN_FIELD, _MISSING_FIELD):
         match = pattern.fullmatch(message)
         if match:
-            return f"{match['field']}: {match['what']}"
+            where = f"{match['at']}." if match["at"] else ""
+            return f"{where}{match['field']}: {match['what']}"
     text, sep, where = message.rpartition(" - at `$.")
     if not sep:
         return message

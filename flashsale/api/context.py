@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from flashsale.admission.gate import Admission
 from flashsale.metrics import Metrics
 from flashsale.purchases import Purchases
+from flashsale.room.rooms import Rooms
 from flashsale.settings import Settings
 from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Scripts
@@ -21,6 +22,7 @@ REDIS = web.AppKey("redis", Redis)
 SCRIPTS = web.AppKey("scripts", Scripts)
 STORE = web.AppKey("store", SaleStore)
 PURCHASES = web.AppKey("purchases", Purchases)
+ROOMS = web.AppKey("rooms", Rooms)
 
 # When the request must be answered by (event-loop time), set by admission.
 DEADLINE = web.RequestKey("deadline", float)

@@ -17,12 +17,21 @@ _BODY_TYPES = ("application/json", "application/msgpack")
 _ERROR_DESCRIPTIONS = {
     400: "invalid_request: malformed body, wrong types, out-of-range values, unknown fields",
     401: "unauthorized: missing or wrong bearer token",
+    403: "queue_required: the sale's waiting room is on; send its Purchase-Token",
     404: "not_found",
     409: "a business refusal; `code` says which (order_not_pending for confirm/cancel)",
     413: "payload_too_large",
     422: "idempotency_conflict",
     429: "rate_limited (carries Retry-After)",
     503: "overloaded: shedding load or the store is unavailable (carries Retry-After)",
+}
+# Path parameters that are not identifiers.
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ticket": {
+        "type": "string",
+        "pattern": r"^[A-Za-z0-9_.:-]{1,64}\.[A-Za-z0-9_-]{22}$",
+        "description": "The ticket joining the queue returned",
+    },
 }
 _TAG_DESCRIPTIONS = {
     Audience.SHOPPER: "Called by the store frontend on behalf of a shopper.",
@@ -86,7 +95,12 @@ def _operation(route: Route) -> dict[str, Any]:
         "responses": dict(sorted(responses.items())),
     }
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": _identifier_schema()}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _PATH_SCHEMAS.get(name) or _identifier_schema(),
+        }
         for name in route.path_params
     ] + [*route.headers, *route.query]
     if parameters:

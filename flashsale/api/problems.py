@@ -26,6 +26,7 @@ class ProblemCode(enum.StrEnum):
     SOLD_OUT = "sold_out"
     USER_LIMIT_REACHED = "user_limit_reached"
     HOLD_LIMIT_REACHED = "hold_limit_reached"
+    QUEUE_REQUIRED = "queue_required"
     ORDER_NOT_PENDING = "order_not_pending"
     SALE_EXISTS = "sale_exists"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
@@ -47,6 +48,7 @@ _CATALOGUE: dict[ProblemCode, tuple[int, str]] = {
     ProblemCode.SOLD_OUT: (409, "Sold out"),
     ProblemCode.USER_LIMIT_REACHED: (409, "Per-user limit reached"),
     ProblemCode.HOLD_LIMIT_REACHED: (409, "Per-address hold limit reached"),
+    ProblemCode.QUEUE_REQUIRED: (403, "The sale's waiting room admits buyers"),
     ProblemCode.ORDER_NOT_PENDING: (409, "The order is no longer pending"),
     ProblemCode.SALE_EXISTS: (409, "A sale with this id exists"),
     ProblemCode.IDEMPOTENCY_CONFLICT: (422, "Idempotency-Key reused with a different body"),
@@ -153,6 +155,20 @@ _REJECTION_DETAILS: dict[Rejection, str] = {
     Rejection.ORDER_NOT_PENDING: "the order is no longer reserved",
     Rejection.OVERLOADED: "the order store is behind; retry after the given delay",
     Rejection.FENCED: "this attempt was settled as never made and took nothing; retry",
+    Rejection.QUEUE_REQUIRED: (
+        "this sale's waiting room is on: join its queue and send the Purchase-Token it gives "
+        "(valid for this user and sale, until it expires)"
+    ),
+    Rejection.ROOM_OFF: "this sale has no waiting room",
+    Rejection.QUEUE_NOT_OPEN: "the sale's waiting room has not opened yet",
+}
+# Script refusals reported under another code than their own.
+_CODE_OF: dict[Rejection, ProblemCode] = {
+    Rejection.INVALID_WINDOW: ProblemCode.INVALID_REQUEST,
+    Rejection.OVERLOADED: ProblemCode.OVERLOADED,
+    Rejection.FENCED: ProblemCode.OVERLOADED,
+    Rejection.ROOM_OFF: ProblemCode.NOT_FOUND,
+    Rejection.QUEUE_NOT_OPEN: ProblemCode.SALE_NOT_STARTED,
 }
 # Refusals that took nothing and are answered 503: retrying later is always safe.
 _OVERLOADED = frozenset({Rejection.OVERLOADED, Rejection.FENCED})
@@ -163,12 +179,7 @@ BACKLOG_RETRY_AFTER = "1"
 
 def rejection_problem(rejected: Rejected) -> ProblemError:
     """The one place a script's refusal becomes an HTTP answer."""
-    if rejected.reason is Rejection.INVALID_WINDOW:
-        code = ProblemCode.INVALID_REQUEST
-    elif rejected.reason in _OVERLOADED:
-        code = ProblemCode.OVERLOADED
-    else:
-        code = ProblemCode(rejected.reason.value)
+    code = _CODE_OF.get(rejected.reason) or ProblemCode(rejected.reason.value)
     headers = {"Idempotent-Replayed": "true"} if rejected.replayed else {}
     if rejected.reason in _OVERLOADED:
         headers["Retry-After"] = BACKLOG_RETRY_AFTER

@@ -11,16 +11,18 @@ from typing import Any
 
 from aiohttp import web
 
-from flashsale.api.handlers import admin, ops, shopper
+from flashsale.api.handlers import admin, ops, queue, shopper
 from flashsale.api.schemas import (
     AdminSaleView,
     CreatedSaleView,
     CreateSaleRequest,
     DeadLetterList,
+    JoinQueueRequest,
     OrderView,
     PatchSaleRequest,
     PendingView,
     PurchaseRequest,
+    QueueView,
     ReservationView,
     SaleList,
     SaleView,
@@ -103,6 +105,14 @@ IDEMPOTENCY_HEADER: dict[str, Any] = {
     "answer the first answer again and never take stock twice.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$"},
 }
+PURCHASE_TOKEN_HEADER: dict[str, Any] = {
+    "name": "Purchase-Token",
+    "in": "header",
+    "required": False,
+    "description": "Needed while the sale's waiting room is on: the token its queue gave this "
+    "user once admitted (403 queue_required without a valid one).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+}
 OPERATOR_IDEMPOTENCY_HEADER: dict[str, Any] = {
     **IDEMPOTENCY_HEADER,
     "description": "A change repeated with the same key (scoped to the sale), within 24 h, is "
@@ -124,12 +134,21 @@ ROUTES: tuple[Route, ...] = (
           links=sale_links("purchase")),
     Route("POST", "/v1/sales/{sale_id}/purchases", shopper.purchase, "purchase", SHOPPER,
           "Reserve units for a user until expires_at", 201, ReservationView,
-          (400, 404, 409, 413, 422, 429, 503), body=PurchaseRequest,
-          headers=(IDEMPOTENCY_HEADER,), takes_stock=True,
+          (400, 403, 404, 409, 413, 422, 429, 503), body=PurchaseRequest,
+          headers=(IDEMPOTENCY_HEADER, PURCHASE_TOKEN_HEADER), takes_stock=True,
           links=order_links("order", "confirm", "cancel"),
           also=((202, PendingView, "Pending: the attempt reached Redis, its outcome is not "
                  "known yet; GET the order (Location) after Retry-After until it is settled: "
                  "reserved, or 404 (it took nothing and never will)"),)),
+    Route("POST", "/v1/sales/{sale_id}/queue", queue.join_queue, "joinQueue", SHOPPER,
+          "Join the sale's waiting room (201; 200 with the same ticket when already in it)",
+          201, QueueView, (400, 404, 409, 413, 429, 503), body=JoinQueueRequest,
+          also=((200, QueueView, "Already in the queue: the same ticket again"),),
+          links=(Link("status", "queueStatus", "ticket", "ticket"),)),
+    Route("GET", "/v1/sales/{sale_id}/queue/{ticket}", queue.queue_status, "queueStatus",
+          SHOPPER, "A waiter's place, estimated wait, and - once admitted - the purchase "
+          "token (send it as the Purchase-Token header)", 200, QueueView,
+          (400, 404, 429, 503)),
     Route("GET", "/v1/orders/{order_id}", shopper.get_order, "getOrder", SHOPPER,
           "An order", 200, OrderView, (400, 404, 429, 503),
           links=order_links("confirm", "cancel")),

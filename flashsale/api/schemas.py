@@ -16,6 +16,7 @@ from flashsale.records import (
     SaleChange,
     SaleRecord,
     SaleStatus,
+    WaitingRoom,
 )
 from flashsale.store.outcomes import Pending
 from flashsale.timefmt import format_ms, to_ms
@@ -46,6 +47,51 @@ DEFAULT_PER_USER_LIMIT = 1
 DEFAULT_HOLD_SECONDS = 600
 
 
+class WaitingRoomSettings(Struct, forbid_unknown_fields=True):
+    """A sale's waiting room (API.md); off unless enabled."""
+
+    enabled: bool
+    admit_per_second: (
+        Annotated[float, Meta(gt=0, le=1_000_000, description="null: the engine's pace")] | None
+    ) = None
+    token_ttl_seconds: Annotated[int, Meta(ge=1, le=24 * 3600)] = 120
+    queue_opens_seconds: Annotated[int, Meta(ge=0, le=30 * 24 * 3600)] = 900
+
+    def record(self) -> WaitingRoom:
+        return WaitingRoom(
+            enabled=self.enabled,
+            admit_per_second=self.admit_per_second,
+            token_ttl_seconds=self.token_ttl_seconds,
+            queue_opens_seconds=self.queue_opens_seconds,
+        )
+
+    @classmethod
+    def of(cls, room: WaitingRoom) -> WaitingRoomSettings:
+        return cls(room.enabled, room.admit_per_second, room.token_ttl_seconds,
+                   room.queue_opens_seconds)  # fmt: skip
+
+
+class QueueCountsView(Struct):
+    waiting: int
+    admitted: int
+
+
+class JoinQueueRequest(Struct, forbid_unknown_fields=True):
+    user_id: Identifier
+
+
+class QueueView(Struct, omit_defaults=True):
+    """A waiter's standing; purchase_token and token_expires_at only once admitted."""
+
+    ticket: str
+    status: str
+    position: int | None
+    estimated_wait_seconds: float | None
+    poll_after_seconds: float
+    purchase_token: str | None = None
+    token_expires_at: str | None = None
+
+
 class PurchaseRequest(Struct, forbid_unknown_fields=True):
     user_id: Identifier
     quantity: Quantity
@@ -72,6 +118,7 @@ class CreateSaleRequest(Struct, forbid_unknown_fields=True):
     per_user_limit: PerUserLimit = DEFAULT_PER_USER_LIMIT
     hold_seconds: HoldSeconds = DEFAULT_HOLD_SECONDS
     holds_per_address: HoldsPerAddress | None = None
+    waiting_room: WaitingRoomSettings | None = None
 
     def new_sale(self) -> NewSale:
         return NewSale(
@@ -83,6 +130,7 @@ class CreateSaleRequest(Struct, forbid_unknown_fields=True):
             per_user_limit=self.per_user_limit,
             hold_seconds=self.hold_seconds,
             holds_per_address=self.holds_per_address,
+            waiting_room=self.waiting_room.record() if self.waiting_room else WaitingRoom(),
         )
 
 
@@ -100,6 +148,7 @@ class PatchSaleRequest(Struct, forbid_unknown_fields=True):
     per_user_limit: PerUserLimit | UnsetType = UNSET
     # null lifts the cap; holds taken while there was none never count against a new one.
     holds_per_address: HoldsPerAddress | UnsetType | None = UNSET
+    waiting_room: WaitingRoomSettings | UnsetType = UNSET
 
     def is_empty(self) -> bool:
         return all(getattr(self, name) is UNSET for name in self.__struct_fields__)
@@ -114,6 +163,7 @@ class PatchSaleRequest(Struct, forbid_unknown_fields=True):
             holds_per_address=(
                 None if self.holds_per_address is UNSET else self.holds_per_address or 0
             ),
+            waiting_room=None if self.waiting_room is UNSET else self.waiting_room.record(),
         )
 
 
@@ -130,10 +180,13 @@ class SaleView(Struct):
     hold_seconds: int
 
 
-class CreatedSaleView(SaleView):
-    """A new sale as shoppers see it, plus the settings only its operator sees."""
+class CreatedSaleView(SaleView, omit_defaults=True):
+    """A new sale as shoppers see it, plus the settings only its operator sees (queue: only
+    while the waiting room is on)."""
 
     holds_per_address: int | None
+    waiting_room: WaitingRoomSettings
+    queue: QueueCountsView | None = None
 
 
 class UnitCounts(Struct):
@@ -169,9 +222,11 @@ class AdminSaleView(Struct):
     per_user_limit: int
     hold_seconds: int
     holds_per_address: int | None
+    waiting_room: WaitingRoomSettings
     counts: UnitCounts
     order_counts: OrderCounts
     ended_at: str | None
+    queue: QueueCountsView | None = None  # only while the waiting room is on
 
 
 class SaleList(Struct):
@@ -229,8 +284,17 @@ def sale_view(sale: SaleRecord) -> SaleView:
 
 def created_sale_view(sale: SaleRecord) -> CreatedSaleView:
     return CreatedSaleView(
-        **msgspec.structs.asdict(sale_view(sale)), holds_per_address=sale.holds_per_address
+        **msgspec.structs.asdict(sale_view(sale)),
+        holds_per_address=sale.holds_per_address,
+        waiting_room=WaitingRoomSettings.of(sale.waiting_room),
+        queue=_queue_counts(sale),
     )
+
+
+def _queue_counts(sale: SaleRecord) -> QueueCountsView | None:
+    if not sale.waiting_room.enabled:
+        return None
+    return QueueCountsView(waiting=sale.queue.waiting, admitted=sale.queue.admitted)
 
 
 def admin_sale_view(sale: SaleRecord) -> AdminSaleView:
@@ -239,6 +303,7 @@ def admin_sale_view(sale: SaleRecord) -> AdminSaleView:
     return AdminSaleView(
         **msgspec.structs.asdict(public),
         holds_per_address=sale.holds_per_address,
+        waiting_room=WaitingRoomSettings.of(sale.waiting_room),
         counts=UnitCounts(
             reserved=c["u_reserved"],
             confirmed=c["u_confirmed"],
@@ -255,6 +320,7 @@ def admin_sale_view(sale: SaleRecord) -> AdminSaleView:
             expired=c["o_expired"],
         ),
         ended_at=format_ms(sale.ended_at) if sale.ended_at else None,
+        queue=_queue_counts(sale),
     )
 
 

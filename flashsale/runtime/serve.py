@@ -6,7 +6,7 @@ import logging
 import os
 
 from flashsale.errors import FlashsaleError
-from flashsale.runtime.admin_token import resolve_admin_token
+from flashsale.runtime.admin_token import resolve_admin_token, resolve_signing_key
 from flashsale.runtime.durability import durability_warnings
 from flashsale.runtime.embedded_redis import EmbeddedRedis
 from flashsale.runtime.http_server import run_http
@@ -24,7 +24,10 @@ async def serve(settings: Settings) -> None:
             embedded = EmbeddedRedis.from_settings(settings)
             settings = settings.replace(redis_url=await embedded.start())
         token, token_file = resolve_admin_token(settings.admin.token, settings.data_dir)
-        settings = settings.replace(admin_token=token)
+        settings = settings.replace(
+            admin_token=token,
+            queue_signing_key=resolve_signing_key(settings.queue.signing_key, settings.data_dir),
+        )
         if token_file is not None:
             print(f"flashsale admin token: stored in {token_file} (mode 0600)", flush=True)
         await _report_durability(settings)

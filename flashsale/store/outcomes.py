@@ -16,6 +16,7 @@ class Rejection(enum.StrEnum):
     SOLD_OUT = "sold_out"
     USER_LIMIT_REACHED = "user_limit_reached"
     HOLD_LIMIT_REACHED = "hold_limit_reached"
+    QUEUE_REQUIRED = "queue_required"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     SALE_EXISTS = "sale_exists"
     INVALID_WINDOW = "invalid_window"
@@ -24,6 +25,9 @@ class Rejection(enum.StrEnum):
     # The engine settled the attempt as never made (it had answered 202 pending) before the
     # attempt reached Redis: nothing was taken.
     FENCED = "fenced"
+    # The waiting room's refusals of a join.
+    ROOM_OFF = "room_off"
+    QUEUE_NOT_OPEN = "queue_not_open"
 
 
 @dataclass(slots=True)
@@ -36,6 +40,7 @@ class Attempt:
     idempotency_key: str = ""  # "" without one
     fingerprint: str = ""  # of the body, compared under the idempotency key
     address: str = ""  # the client's, for the sale's holds_per_address cap; "" unknown
+    queue_pass: bool = False  # carries a Purchase-Token the app verified (waiting room)
     # Whether the attempt left for Redis (so it may have taken effect whatever happens to
     # its caller), and whether the call that carried it has ended, either way.
     sent: bool = False

@@ -11,7 +11,15 @@ from redis.asyncio import Redis
 from flashsale import keys
 from flashsale.errors import StoreUnavailableError
 from flashsale.ids import new_order_id, sale_ref
-from flashsale.records import NewSale, OrderRecord, OrderStatus, SaleChange, SaleRecord
+from flashsale.records import (
+    NewSale,
+    OrderRecord,
+    OrderStatus,
+    QueueCounts,
+    SaleChange,
+    SaleRecord,
+    WaitingRoom,
+)
 from flashsale.store.active_sales import ActiveSales
 from flashsale.store.batcher import PurchaseBatcher
 from flashsale.store.breaker import CircuitBreaker
@@ -267,4 +275,16 @@ def _sale_record(sale_id: str, fields: dict[str, str], now: int) -> SaleRecord:
         holds_per_address=int(fields.get("holds_per_address", "0")) or None,
         counters={name: int(fields.get(name, "0")) for name in _COUNTER_FIELDS},
         read_at=now,
+        waiting_room=WaitingRoom(
+            enabled=fields.get("wr_enabled") == "1",
+            admit_per_second=float(fields.get("wr_rate", "0")) or None,
+            token_ttl_seconds=int(fields.get("wr_token_ttl", "120")),
+            queue_opens_seconds=int(fields.get("wr_opens_ms", "900000")) // 1000,
+        ),
+        queue=QueueCounts(
+            waiting=int(fields.get("wr_joined", "0"))
+            - int(fields.get("wr_admitted", "0"))
+            - int(fields.get("wr_expired", "0")),
+            admitted=int(fields.get("wr_admitted", "0")),
+        ),
     )

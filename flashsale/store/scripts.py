@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from flashsale import keys
-from flashsale.records import NewSale, SaleChange
+from flashsale.records import NewSale, SaleChange, WaitingRoom
 from flashsale.store.lua import script_source
 from flashsale.store.outcomes import (
     Attempt,
@@ -60,6 +60,10 @@ class _Bound:
     retire_sale: _Script
     settle_attempt: _Script
     probe: _Script
+    queue_join: _Script
+    queue_tick: _Script
+    queue_seen: _Script
+    queue_state: _Script
 
 
 class Scripts:
@@ -95,7 +99,7 @@ class Scripts:
             [
                 sale.sku, sale.name, ref, sale.stock, sale.starts_at, sale.ends_at,
                 sale.per_user_limit, sale.hold_seconds, keys.ORDER_STORE_GROUP, creation_id,
-                sale.holds_per_address or 0,
+                sale.holds_per_address or 0, *_room_args(sale.waiting_room),
             ],
         )  # fmt: skip
         return _refusal(outcome)
@@ -111,6 +115,7 @@ class Scripts:
                 _optional(change.add_stock), _optional(change.starts_at),
                 _optional(change.ends_at), paused, _optional(change.per_user_limit), sale_id,
                 fingerprint, APPLIED_MARKER_TTL_MS, _optional(change.holds_per_address),
+                *(_room_args(change.waiting_room) if change.waiting_room else ("",) * 4),
             ],
         )  # fmt: skip
         return _refusal(outcome)
@@ -141,7 +146,7 @@ class Scripts:
             [
                 attempt.order_id, attempt.user_id, attempt.quantity, attempt.fingerprint,
                 idempotency_ttl_ms, attempt.idempotency_key, max_backlog, sale_id,
-                "1" if replay_only else "", attempt.address,
+                "1" if replay_only else "", attempt.address, "1" if attempt.queue_pass else "",
             ],
         )  # fmt: skip
         return _purchase_outcome(sale_id, attempt, reply)
@@ -165,7 +170,15 @@ class Scripts:
         ]
         packed = msgspec.msgpack.encode(
             [
-                [a.order_id, a.user_id, a.quantity, a.fingerprint, a.idempotency_key, a.address]
+                [
+                    a.order_id,
+                    a.user_id,
+                    a.quantity,
+                    a.fingerprint,
+                    a.idempotency_key,
+                    a.address,
+                    a.queue_pass,
+                ]
                 for a in attempts
             ]
         )
@@ -267,6 +280,44 @@ class Scripts:
         )
         return str(status) if outcome == "found" else None
 
+    async def queue_join(self, sale_id: str, user_id: str, random_key: float) -> Joined | Rejected:
+        """Puts the user in the sale's waiting room (`random_key` in [0, 1) orders the
+        pre-queue at the open), or finds them there."""
+        outcome, status, place, joined_now = await self._call(
+            self._bound.queue_join, _room_keys(sale_id), [user_id, repr(random_key)]
+        )
+        if outcome != "ok":
+            return Rejected(Rejection(outcome))
+        return Joined(str(status), int(place), bool(joined_now))
+
+    async def queue_tick(
+        self, sale_id: str, stale_after_ms: int, default_rate: float, budget: int
+    ) -> tuple[int, int]:
+        """Moves the room's clock: (admitted, expired) by this call."""
+        admitted, expired = await self._call(
+            self._bound.queue_tick, _room_keys(sale_id), [stale_after_ms, default_rate, budget]
+        )
+        return int(admitted), int(expired)
+
+    async def queue_seen(self, sale_id: str, user_ids: Sequence[str]) -> int:
+        """Stamps these waiters as still polling; how many were still waiting."""
+        waiting = await self._call(
+            self._bound.queue_seen,
+            [keys.queue_seen(sale_id), keys.queue(sale_id), keys.prequeue(sale_id)],
+            list(user_ids),
+        )
+        return int(waiting)
+
+    async def queue_state(self, sale_id: str, fields: Sequence[str]) -> list[Any]:
+        """[Redis time ms, the sale hash's `fields` ("" when unset), pre-queue length,
+        queue length]."""
+        state: list[Any] = await self._call(
+            self._bound.queue_state,
+            [keys.sale(sale_id), keys.prequeue(sale_id), keys.queue(sale_id)],
+            list(fields),
+        )
+        return state
+
     async def retire_sale(self, sale_id: str) -> bool:
         """Marks the sale retired if it needs no more background work; whether it is."""
         retired = await self._call(
@@ -277,12 +328,36 @@ class Scripts:
         return bool(retired)
 
 
+@dataclass(frozen=True)
+class Joined:
+    """queue_join.lua's answer for a room that took the user (or had them already)."""
+
+    status: str  # "waiting" | "admitted"
+    place: int  # -1 before the open
+    joined_now: bool
+
+
 def _refusal(outcome: str) -> Rejected | None:
     return None if outcome == "ok" else Rejected(Rejection(outcome))
 
 
+def _room_keys(sale_id: str) -> list[str]:
+    return [
+        keys.sale(sale_id), keys.prequeue(sale_id), keys.queue(sale_id),
+        keys.queue_admitted(sale_id), keys.queue_expired(sale_id), keys.queue_seen(sale_id),
+    ]  # fmt: skip
+
+
 def _optional(value: int | None) -> int | str:
     return "" if value is None else value
+
+
+def _room_args(room: WaitingRoom) -> tuple[int | float, ...]:
+    """A waiting room as create_sale.lua and patch_sale.lua take it."""
+    return (
+        int(room.enabled), room.admit_per_second or 0, room.token_ttl_seconds,
+        room.queue_opens_seconds * 1000,
+    )  # fmt: skip
 
 
 def _purchase_outcome(sale_id: str, attempt: Attempt, reply: Sequence[Any]) -> PurchaseOutcome:

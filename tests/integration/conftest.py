@@ -35,6 +35,7 @@ def settings(
             "batching_enabled": request.param == "batched",
             "redis_url": redis_url,
             "admin_token": ADMIN_TOKEN,
+            "queue_signing_key": "test-queue-signing-key-not-secret",
             "server_data_dir": str(Path(tmp_path_factory.mktemp("data"))),
             # Tests run their own workers; one in the app would race them for every event.
             "worker_in_process": False,

@@ -26,6 +26,11 @@ async def test_create_applies_contract_defaults_and_generates_an_id(client: Clie
     public = await (await client.get(response.headers["Location"])).json()
     # The shoppers' view, plus the settings only the operator sees (API.md).
     assert sale.pop("holds_per_address") is None
+    assert sale.pop("waiting_room") == {
+        "enabled": False, "admit_per_second": None, "token_ttl_seconds": 120,
+        "queue_opens_seconds": 900,
+    }  # fmt: skip
+    assert "queue" not in sale  # only while the room is on
     assert public == sale
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from flashsale.api.codec import decode_body, fingerprint, respond
-from flashsale.api.context import CLIENT, DEADLINE, PURCHASES
+from flashsale.api.context import CLIENT, DEADLINE, PURCHASES, ROOMS
 from flashsale.api.params import idempotency_key, path_id
 from flashsale.api.problems import ProblemCode, ProblemError, rejection_problem
 from flashsale.api.schemas import (
@@ -20,6 +20,7 @@ from flashsale.records import OrderRecord, OrderStatus
 from flashsale.store.outcomes import Pending, Rejected, Rejection
 from flashsale.timefmt import format_ms
 
+QUEUE_REQUIRED = Rejected(Rejection.QUEUE_REQUIRED)
 # Seconds before a shopper with a 202 should ask about the order: settling takes about that.
 PENDING_RETRY_AFTER = "1"
 
@@ -35,12 +36,19 @@ async def get_sale(request: web.Request) -> web.Response:
 async def purchase(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
     key = idempotency_key(request)
-    purchases = request.app[PURCHASES]
+    purchases, rooms = request.app[PURCHASES], request.app[ROOMS]
+    token = request.headers.get("Purchase-Token")
+    room_on = rooms.requires_token(sale_id)
+    if room_on and token is None:
+        raise rejection_problem(QUEUE_REQUIRED)  # refused before the body is read
     if key is None:
         sold_out = purchases.answer_sold_out_early(sale_id)
         if sold_out is not None:
             raise rejection_problem(sold_out)  # the body is not even parsed
     body = await decode_body(request, PurchaseRequest)
+    queue_pass = token is not None and rooms.token_valid(sale_id, body.user_id, token)
+    if room_on and not queue_pass:
+        raise rejection_problem(QUEUE_REQUIRED)
     outcome = await purchases.purchase(
         sale_id,
         body.user_id,
@@ -50,8 +58,11 @@ async def purchase(request: web.Request) -> web.Response:
         fingerprint=fingerprint(body) if key else "",
         deadline=request[DEADLINE],
         address=request[CLIENT],
+        queue_pass=queue_pass,
     )
     if isinstance(outcome, Rejected):
+        if outcome.reason is Rejection.QUEUE_REQUIRED:
+            rooms.learn_room_is_on(sale_id)
         raise rejection_problem(outcome)
     headers = {"Location": f"/v1/orders/{outcome.order_id}"}
     if isinstance(outcome, Pending):

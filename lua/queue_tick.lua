@@ -1,0 +1,75 @@
+--! include _time.lua
+--! include _queue.lua
+-- queue_tick.lua: the waiting room's clock: opens it at the start, admits waiters from the
+-- front at the room's pace, and takes the place of waiters who stopped polling. Any number
+-- of processes may call it, as often as they like: the pace is kept by Redis's clock and the
+-- credit stored in the sale hash, so more calls admit nobody sooner.
+--
+-- KEYS[1] sale hash  KEYS[2] pre-queue zset  KEYS[3] queue zset  KEYS[4] admitted hash
+-- KEYS[5] expired set  KEYS[6] last-seen zset              (all fs:{sale}:…)
+-- ARGV[1] ms after which a waiter who has not polled loses the place (3 x poll_after)
+-- ARGV[2] the pace (shoppers a second) when the sale's admit_per_second is null
+-- ARGV[3] the most waiters one call looks at
+--
+-- Returns {admitted, expired}: what this call did.
+-- Nobody is admitted while the sale has no stock left: units in holds may come back, and
+-- then so does admission; until then the waiters keep their places.
+
+local now = redis_now_ms()
+local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'wr_enabled', 'wr_rate', 'wr_credit',
+  'wr_last_tick', 'stock_left', 'ended_at', 'ends_at')
+if not sale[1] or sale[2] ~= '1' then
+  return {0, 0}
+end
+local starts_at = tonumber(sale[1])
+open_room_if_due(KEYS[1], KEYS[2], KEYS[3], now, starts_at)
+
+-- Waiters who stopped polling lose their place, wherever they are in the queue.
+local stale_before = now - tonumber(ARGV[1])
+local budget = tonumber(ARGV[3])
+local expired = 0
+local stale = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', '(' .. stale_before, 'LIMIT', 0,
+  budget)
+for _, user in ipairs(stale) do
+  redis.call('ZREM', KEYS[6], user)
+  if redis.call('ZREM', KEYS[3], user) + redis.call('ZREM', KEYS[2], user) > 0 then
+    redis.call('SADD', KEYS[5], user)
+    expired = expired + 1
+  end
+end
+
+local admitted = 0
+local over = tonumber(sale[7]) > 0 or now >= tonumber(sale[8])
+if now >= starts_at and not over then
+  local rate = tonumber(sale[3])
+  if rate <= 0 then
+    rate = tonumber(ARGV[2])
+  end
+  local last = tonumber(sale[5] or now)
+  local credit = tonumber(sale[4] or '0') + math.max(0, now - last) * rate / 1000
+  -- No bursts after a quiet spell: at most a second's worth (and one shopper) banked.
+  credit = math.min(credit, math.max(1, rate))
+  if tonumber(sale[6]) <= 0 then
+    credit = 0
+  end
+  while credit >= 1 and admitted < budget do
+    local head = redis.call('ZPOPMIN', KEYS[3])
+    if #head == 0 then
+      credit = 0  -- nobody waiting: nothing is banked for later arrivals
+      break
+    end
+    redis.call('HSET', KEYS[4], head[1], now)
+    redis.call('ZREM', KEYS[6], head[1])
+    redis.call('HSET', KEYS[1], 'wr_serving', tonumber(head[2]) + 1)
+    admitted = admitted + 1
+    credit = credit - 1
+  end
+  redis.call('HSET', KEYS[1], 'wr_credit', credit, 'wr_last_tick', now)
+end
+if admitted > 0 then
+  redis.call('HINCRBY', KEYS[1], 'wr_admitted', admitted)
+end
+if expired > 0 then
+  redis.call('HINCRBY', KEYS[1], 'wr_expired', expired)
+end
+return {admitted, expired}

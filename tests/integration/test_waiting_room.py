@@ -1,0 +1,322 @@
+"""The waiting room through HTTP and its scripts, against the real Redis (API.md, issue 11):
+joining, the shuffled open, admission at the room's pace, purchase tokens, and who is told
+what."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from flashsale import keys
+from flashsale.api.app import create_app
+from flashsale.records import SaleChange
+from flashsale.settings import Settings
+from flashsale.store.sales import SaleStore
+from flashsale.store.scripts import Joined, Scripts
+from tests.helpers import ADMIN, from_now, sale_body
+from tests.integration.test_purchase_script import new_sale
+from tests.polling import eventually
+
+Client = TestClient[Any, Any]
+POLL_AFTER = 0.2  # seconds; the room's clock ticks every 0.02 s here
+
+
+@pytest.fixture
+async def room_client(settings: Settings) -> AsyncIterator[Client]:
+    quick = settings.replace(
+        queue_poll_after_seconds=POLL_AFTER, queue_tick_seconds=0.02, queue_refresh_seconds=0.02
+    )
+    async with TestClient(TestServer(create_app(quick))) as client:
+        yield client
+
+
+def room(**overrides: Any) -> dict[str, Any]:
+    return {"enabled": True, "admit_per_second": 50, **overrides}
+
+
+async def create(client: Client, **overrides: Any) -> dict[str, Any]:
+    response = await client.post("/admin/sales", json=sale_body(**overrides), headers=ADMIN)
+    assert response.status == 201, await response.text()
+    sale: dict[str, Any] = await response.json()
+    return sale
+
+
+async def join(client: Client, sale_id: str, user: str) -> Any:
+    return await client.post(f"/v1/sales/{sale_id}/queue", json={"user_id": user})
+
+
+async def poll(client: Client, sale_id: str, ticket: str) -> Any:
+    return await client.get(f"/v1/sales/{sale_id}/queue/{ticket}")
+
+
+async def buy(client: Client, sale_id: str, user: str, token: str | None = None) -> Any:
+    headers = {"Purchase-Token": token} if token is not None else {}
+    return await client.post(
+        f"/v1/sales/{sale_id}/purchases", json={"user_id": user, "quantity": 1}, headers=headers
+    )
+
+
+async def problem_code(response: Any) -> str:
+    assert response.content_type == "application/problem+json"
+    return str((await response.json(content_type=None))["code"])
+
+
+async def wait_for_status(client: Client, sale_id: str, ticket: str, wanted: str) -> Any:
+    """Polls as a waiter does (every poll_after) until the status is `wanted`."""
+
+    async def check() -> Any:
+        answer = await poll(client, sale_id, ticket)
+        if answer.status == 429:
+            return None  # the first poll right after joining is sooner than told
+        assert answer.status == 200, await answer.text()
+        body = await answer.json()
+        return body if body["status"] == wanted else None
+
+    return await eventually(check, within=10, what=f"status {wanted}", interval=POLL_AFTER)
+
+
+async def test_joining_before_the_open_and_again(room_client: Client) -> None:
+    client = room_client
+    sale = await create(
+        client, starts_at=from_now(minutes=10), ends_at=from_now(hours=2), waiting_room=room()
+    )
+    assert sale["waiting_room"]["enabled"] is True
+    assert sale["queue"] == {"waiting": 0, "admitted": 0}
+    sale_id = sale["sale_id"]
+    first = await join(client, sale_id, "ann")
+    assert first.status == 201
+    joined = await first.json()
+    assert joined["status"] == "waiting"
+    assert joined["poll_after_seconds"] == POLL_AFTER
+    assert joined["position"] == 1  # before the open: the size of the draw
+    assert joined["estimated_wait_seconds"] > 500  # the open is ten minutes away
+    assert first.headers["Location"] == f"/v1/sales/{sale_id}/queue/{joined['ticket']}"
+    again = await join(client, sale_id, "ann")
+    assert again.status == 200
+    assert (await again.json())["ticket"] == joined["ticket"]
+    assert (await (await join(client, sale_id, "bob")).json())["position"] == 2
+    view = await (await client.get(f"/admin/sales/{sale_id}", headers=ADMIN)).json()
+    assert view["queue"] == {"waiting": 2, "admitted": 0}
+
+
+async def test_admitted_shoppers_buy_with_their_token_and_only_with_it(
+    room_client: Client,
+) -> None:
+    client = room_client
+    sale_id = (await create(client, stock=5, waiting_room=room()))["sale_id"]
+    other_id = (await create(client, stock=5, waiting_room=room()))["sale_id"]
+    # Refused before anything: no token at all, then a forged one.
+    assert await problem_code(await buy(client, sale_id, "ann")) == "queue_required"
+    forged = await buy(client, sale_id, "ann", "99999999999999.AAAAAAAAAAAAAAAAAAAAAA")
+    assert forged.status == 403
+    assert await problem_code(forged) == "queue_required"
+
+    ticket = (await (await join(client, sale_id, "ann")).json())["ticket"]
+    admitted = await wait_for_status(client, sale_id, ticket, "admitted")
+    token = admitted["purchase_token"]
+    assert admitted["token_expires_at"].endswith("Z")
+    # Not for another user, nor for another sale.
+    assert (await buy(client, sale_id, "bob", token)).status == 403
+    assert (await buy(client, other_id, "ann", token)).status == 403
+    bought = await buy(client, sale_id, "ann", token)
+    assert bought.status == 201, await bought.text()
+    view = await (await client.get(f"/admin/sales/{sale_id}", headers=ADMIN)).json()
+    assert view["stock_left"] == 4  # only the purchase with the right token took stock
+    assert view["queue"]["admitted"] == 1
+
+
+async def test_a_token_expires(room_client: Client) -> None:
+    client = room_client
+    sale_id = (await create(client, waiting_room=room(token_ttl_seconds=1)))["sale_id"]
+    ticket = (await (await join(client, sale_id, "ann")).json())["ticket"]
+    token = (await wait_for_status(client, sale_id, ticket, "admitted"))["purchase_token"]
+    expired = await wait_for_status(client, sale_id, ticket, "expired")
+    assert "purchase_token" not in expired
+    assert await problem_code(await buy(client, sale_id, "ann", token)) == "queue_required"
+
+
+async def test_unknown_forged_and_foreign_tickets_are_404(room_client: Client) -> None:
+    client = room_client
+    sale_id = (await create(client, waiting_room=room()))["sale_id"]
+    other_id = (await create(client, waiting_room=room()))["sale_id"]
+    ticket = (await (await join(client, sale_id, "ann")).json())["ticket"]
+    user, _, mac = ticket.rpartition(".")
+    for bad in (
+        f"bob.{mac}",  # another user's name on ann's signature
+        f"{user}.{'A' * 22}",  # a made-up signature
+        "not-a-ticket",
+        ticket + "x",
+    ):
+        answer = await poll(client, sale_id, bad)
+        assert answer.status == 404, bad
+        assert await problem_code(answer) == "not_found"
+    assert (await poll(client, other_id, ticket)).status == 404  # another sale's
+
+
+async def test_a_sale_without_a_room_and_a_room_not_open_yet(room_client: Client) -> None:
+    client = room_client
+    plain = (await create(client))["sale_id"]
+    assert await problem_code(await join(client, plain, "ann")) == "not_found"
+    assert (await buy(client, plain, "ann")).status == 201  # no token needed
+    later = await create(
+        client, starts_at=from_now(hours=2), ends_at=from_now(hours=3),
+        waiting_room=room(queue_opens_seconds=60),
+    )  # fmt: skip
+    refused = await join(client, later["sale_id"], "ann")
+    assert refused.status == 409
+    assert await problem_code(refused) == "sale_not_started"
+
+
+async def test_bad_room_settings_are_400_and_change_nothing(room_client: Client) -> None:
+    client = room_client
+    for bad in (
+        {"enabled": "yes"},
+        {"enabled": True, "admit_per_second": 0},
+        {"enabled": True, "token_ttl_seconds": 0},
+        {"enabled": True, "surprise": 1},
+    ):
+        body = sale_body(waiting_room=bad)
+        answer = await client.post("/admin/sales", json=body, headers=ADMIN)
+        assert answer.status == 400, bad
+        assert "waiting_room" in (await answer.json(content_type=None))["detail"]
+        assert (await client.get(f"/admin/sales/{body['sale_id']}", headers=ADMIN)).status == 404
+
+
+async def test_polling_faster_than_told_is_429(room_client: Client) -> None:
+    client = room_client
+    sale_id = (
+        await create(
+            client, starts_at=from_now(minutes=10), ends_at=from_now(hours=2), waiting_room=room()
+        )
+    )["sale_id"]
+    ticket = (await (await join(client, sale_id, "ann")).json())["ticket"]
+    too_soon = await poll(client, sale_id, ticket)
+    assert too_soon.status == 429
+    assert int(too_soon.headers["Retry-After"]) >= 1
+
+
+async def test_waiters_are_told_sold_out_once_nothing_can_come_back(
+    room_client: Client,
+) -> None:
+    client = room_client
+    sale_id = (await create(client, stock=1, waiting_room=room(admit_per_second=1)))["sale_id"]
+    tickets = {
+        user: (await (await join(client, sale_id, user)).json())["ticket"]
+        for user in ("ann", "bob", "cat")
+    }
+    told: dict[str, dict[str, Any]] = {}
+
+    async def everyone_polls() -> dict[str, dict[str, Any]]:
+        for user, ticket in tickets.items():
+            answer = await poll(client, sale_id, ticket)
+            if answer.status == 200:
+                told[user] = await answer.json()
+        return told
+
+    async def first_admitted() -> str:
+        await everyone_polls()
+        return next((u for u, t in told.items() if t["status"] == "admitted"), "")
+
+    buyer = await eventually(first_admitted, within=10, what="an admission",
+                             interval=POLL_AFTER)  # fmt: skip
+    order = await (await buy(client, sale_id, buyer, told[buyer]["purchase_token"])).json()
+    others = [user for user in tickets if user != buyer]
+
+    # The last unit is held: it may come back, so the others keep waiting (nobody else is
+    # admitted to a sale with nothing to sell) ...
+    async def others_waiting() -> bool:
+        await everyone_polls()
+        return all(told[u]["status"] == "waiting" for u in others)
+
+    await eventually(others_waiting, within=5, what="the others waiting", interval=POLL_AFTER)
+    # ... until it is paid for: then nothing can come back to them.
+    assert (await client.post(f"/v1/orders/{order['order_id']}/confirm")).status == 200
+
+    async def others_sold_out() -> bool:
+        await everyone_polls()
+        return all(told[u]["status"] == "sold_out" for u in others)
+
+    await eventually(others_sold_out, within=5, what="sold_out for the others",
+                     interval=POLL_AFTER)  # fmt: skip
+
+
+async def test_a_waiter_who_stops_polling_loses_the_place(room_client: Client) -> None:
+    client = room_client
+    sale_id = (
+        await create(
+            client, starts_at=from_now(minutes=10), ends_at=from_now(hours=2), waiting_room=room()
+        )
+    )["sale_id"]
+    leaver = (await (await join(client, sale_id, "leaver")).json())["ticket"]
+    stayer = (await (await join(client, sale_id, "stayer")).json())["ticket"]
+
+    async def leaver_gone() -> bool:
+        # Only the stayer polls; the leaver's place goes after 3 x poll_after.
+        await poll(client, sale_id, stayer)
+        view = await (await client.get(f"/admin/sales/{sale_id}", headers=ADMIN)).json()
+        return bool(view["queue"]["waiting"] == 1)
+
+    await eventually(leaver_gone, within=10, what="the leaver to lose the place",
+                     interval=POLL_AFTER)  # fmt: skip
+    assert (await (await poll(client, sale_id, leaver)).json())["status"] == "expired"
+    # Joining again puts them at the back, with the same ticket.
+    back = await join(client, sale_id, "leaver")
+    assert back.status == 201
+    assert (await back.json())["ticket"] == leaver
+
+
+# -- the open, through the scripts --------------------------------------------------------
+
+
+async def open_now(store: SaleStore, sale_id: str) -> None:
+    """Moves the start to a minute ago (the operator's PATCH): the next join or tick opens
+    the room."""
+    sale = await store.get_sale(sale_id)
+    assert sale is not None
+    await store.patch_sale(sale_id, SaleChange(starts_at=sale.read_at - 60_000))
+
+
+async def order_of_service(redis: Redis, sale_id: str) -> list[str]:
+    return [str(user) for user in await redis.zrange(keys.queue(sale_id), 0, -1)]
+
+
+async def test_the_open_shuffles_the_early_uniformly_and_later_ones_queue_fifo(
+    store: SaleStore, redis: Redis
+) -> None:
+    scripts = Scripts.register(redis)
+    users = ("a", "b", "c", "d")
+    trials = 240
+    orders: Counter[tuple[str, ...]] = Counter()
+    draw = secrets.SystemRandom()
+    for trial in range(trials):
+        sale = await new_sale(
+            store, starts_at=from_now(minutes=10), ends_at=from_now(hours=2),
+            waiting_room={"enabled": True, "admit_per_second": 1},
+        )  # fmt: skip
+        for user in users:  # always in the same order: arriving early earns nothing
+            joined = await scripts.queue_join(sale.sale_id, user, draw.random())
+            assert isinstance(joined, Joined), (trial, joined)
+            assert joined.place == -1
+        await open_now(store, sale.sale_id)
+        late = await scripts.queue_join(sale.sale_id, f"late-{trial}", draw.random())
+        assert isinstance(late, Joined)
+        assert late.place == len(users)  # behind everyone who came before the open
+        served = await order_of_service(redis, sale.sale_id)
+        assert served[-1] == f"late-{trial}"
+        orders[tuple(served[:-1])] += 1
+    # Every one of the 24 orders is equally likely: chi-square with 23 degrees of freedom
+    # stays under 49.7 with probability 0.999 for a fair draw.
+    expected = trials / math.factorial(len(users))
+    chi_square = sum((orders[p] - expected) ** 2 / expected for p in itertools.permutations(users))
+    assert chi_square < 49.7, orders
+    # And the one who joined first is first no more often than a quarter of the time.
+    first = Counter(order[0] for order in orders.elements())
+    assert max(first.values()) < trials / 4 + 4 * math.sqrt(trials * 3 / 16)
