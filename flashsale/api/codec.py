@@ -22,6 +22,8 @@ _AT = r"(?: - at `\$\.(?P<at>[^`]*)`)?"  # where, for a field of a nested object
 _UNKNOWN_FIELD = re.compile(r"Object contains (?P<what>unknown field) `(?P<field>[^`]*)`" + _AT)
 _MISSING_FIELD = re.compile(r"Object (?P<what>missing required field) `(?P<field>[^`]*)`" + _AT)
 
+# msgspec's words for an integer field (optional or not) given a float.
+_INT_GOT_FLOAT = re.compile(r"Expected `int( \| null)?`, got `float`")
 _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 
@@ -56,7 +58,7 @@ def _decode(decode: Callable[..., Any], raw: bytes, kind: type[T]) -> T:
     try:
         return cast(T, decode(raw, type=kind))
     except msgspec.ValidationError as exc:
-        if "Expected `int`, got `float`" not in str(exc):
+        if not _INT_GOT_FLOAT.search(str(exc)):
             raise
     return msgspec.convert(_integral_floats_as_ints(decode(raw)), kind)
 

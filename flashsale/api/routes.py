@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from flashsale.api.handlers import admin, ops, queue, shopper
+from flashsale.api.handlers import admin, ops, pages, queue, shopper
+from flashsale.api.params import PURCHASE_TOKEN_PATTERN
 from flashsale.api.schemas import (
     AdminSaleView,
     CreatedSaleView,
@@ -111,7 +112,7 @@ PURCHASE_TOKEN_HEADER: dict[str, Any] = {
     "required": False,
     "description": "Needed while the sale's waiting room is on: the token its queue gave this "
     "user once admitted (403 queue_required without a valid one).",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    "schema": {"type": "string", "pattern": PURCHASE_TOKEN_PATTERN},
 }
 OPERATOR_IDEMPOTENCY_HEADER: dict[str, Any] = {
     **IDEMPOTENCY_HEADER,
@@ -149,6 +150,8 @@ ROUTES: tuple[Route, ...] = (
           SHOPPER, "A waiter's place, estimated wait, and - once admitted - the purchase "
           "token (send it as the Purchase-Token header)", 200, QueueView,
           (400, 404, 429, 503)),
+    Route("GET", "/v1/sales/{sale_id}/waiting-room", pages.waiting_room_page, "waitingRoomPage",
+          SHOPPER, "The reference waiting page (HTML): joins, waits, buys", 200, None, (400,)),
     Route("GET", "/v1/orders/{order_id}", shopper.get_order, "getOrder", SHOPPER,
           "An order", 200, OrderView, (400, 404, 429, 503),
           links=order_links("confirm", "cancel")),

@@ -90,6 +90,8 @@ class QueueView(Struct, omit_defaults=True):
     poll_after_seconds: float
     purchase_token: str | None = None
     token_expires_at: str | None = None
+    # Before the open: position is the size of the draw, and places are drawn at this time.
+    places_drawn_at: str | None = None
 
 
 class PurchaseRequest(Struct, forbid_unknown_fields=True):

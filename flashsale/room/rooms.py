@@ -50,6 +50,7 @@ class QueueAnswer:
     poll_after_seconds: float
     purchase_token: str | None = None
     token_expires_at_ms: int | None = None
+    places_drawn_at_ms: int | None = None  # before the open: when the places are drawn
 
 
 @dataclass
@@ -265,8 +266,10 @@ class Rooms:
             # Before the open every place is drawn at the open: all who joined are equal, and
             # the honest position is the size of the draw.
             position = state.prequeue_length
-        else:
-            position = max(1, place.place - state.serving + 1)
+            eta = self._eta(state, position, now_ms)
+            return QueueAnswer(ticket, "waiting", position, eta, poll_after,
+                               places_drawn_at_ms=state.starts_at)  # fmt: skip
+        position = max(1, place.place - state.serving + 1)
         return QueueAnswer(ticket, "waiting", position, self._eta(state, position, now_ms),
                            poll_after)  # fmt: skip
 

@@ -125,6 +125,11 @@ async def test_the_operator_sets_and_lifts_the_cap(proxied_client: Client) -> No
     assert (await buy(client, sale_id, "dad", HOME)).status == 201
 
 
+async def test_an_integral_cap_is_an_integer_however_it_is_spelled(proxied_client: Client) -> None:
+    sale = await create(proxied_client, holds_per_address=2.0)  # JSON Schema's integer 2
+    assert sale["holds_per_address"] == 2
+
+
 @pytest.mark.parametrize("value", [0, -1, 1.5, "2", 1_000_001])
 async def test_a_bad_cap_is_refused_and_changes_nothing(proxied_client: Client, value: Any) -> None:
     client = proxied_client

@@ -118,6 +118,9 @@ async def test_admitted_shoppers_buy_with_their_token_and_only_with_it(
     forged = await buy(client, sale_id, "ann", "99999999999999.AAAAAAAAAAAAAAAAAAAAAA")
     assert forged.status == 403
     assert await problem_code(forged) == "queue_required"
+    malformed = await buy(client, sale_id, "ann", "x" * 65)
+    assert malformed.status == 400
+    assert await problem_code(malformed) == "invalid_request"
 
     ticket = (await (await join(client, sale_id, "ann")).json())["ticket"]
     admitted = await wait_for_status(client, sale_id, ticket, "admitted")

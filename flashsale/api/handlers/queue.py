@@ -52,6 +52,9 @@ def _view(answer: QueueAnswer) -> QueueView:
         poll_after_seconds=answer.poll_after_seconds,
         purchase_token=answer.purchase_token,
         token_expires_at=format_ms(expires) if expires is not None else None,
+        places_drawn_at=(
+            format_ms(answer.places_drawn_at_ms) if answer.places_drawn_at_ms is not None else None
+        ),
     )
 
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from flashsale.api.codec import decode_body, fingerprint, respond
 from flashsale.api.context import CLIENT, DEADLINE, PURCHASES, ROOMS
-from flashsale.api.params import idempotency_key, path_id
+from flashsale.api.params import idempotency_key, path_id, purchase_token
 from flashsale.api.problems import ProblemCode, ProblemError, rejection_problem
 from flashsale.api.schemas import (
     PurchaseRequest,
@@ -37,7 +37,7 @@ async def purchase(request: web.Request) -> web.Response:
     sale_id = path_id(request, "sale_id")
     key = idempotency_key(request)
     purchases, rooms = request.app[PURCHASES], request.app[ROOMS]
-    token = request.headers.get("Purchase-Token")
+    token = purchase_token(request)
     room_on = rooms.requires_token(sale_id)
     if room_on and token is None:
         raise rejection_problem(QUEUE_REQUIRED)  # refused before the body is read
