@@ -7,8 +7,9 @@ successful purchases, (c) sold-out answers, (d) purchases with Redis on `appendf
 against `appendonly no`, (e) a 10x overload (goodput, p99 of admitted and of shed answers,
 errors, oversold), (f) a retry storm (10x the connections, each answer followed at once by
 the next attempt), (g) recovery right after it, second by second, (h) purchases with
-`--workers 2` against one process, and (i) honest shoppers who honour Retry-After beside the
-storm's bots - each also as a ratio to (a) or to (b). Figures vary with the machine and its
+`--workers 2` against one process, (i) honest shoppers who honour Retry-After beside the
+storm's bots, and (j) the waiting room's status poll against (c) - each also as a ratio to
+(a) or to (b). Figures vary with the machine and its
 other load: compare ratios from the same run, not numbers across runs. wrk drives (a)-(d),
 (g)-(i); loadtest/open_loop.py drives (e), open loop at 2x, 5x and 10x, and (f), where
 admitted and refused answers are timed apart. Load generators are pinned to the last core
@@ -267,6 +268,60 @@ async def _honest_shoppers(url: str, seconds: float, shoppers: int) -> dict[str,
     }  # fmt: skip
 
 
+# Waiters in (j): enough that wrk, cycling through them, polls each no more often than the
+# engine allows (half of poll_after, 2 s) at ~20,000 polls a second.
+ROOM_WAITERS = 40_000
+
+
+def room_polls(base: str, seconds: float, connections: int, scratch: Path) -> Figures:
+    """(j) The waiting room's status poll - answered by the process from what it keeps, no
+    script - for ROOM_WAITERS waiters of a room that opens in ten minutes, each polled in
+    turn, as their pages would."""
+    sale_id = f"bench-room-{time.monotonic_ns()}"
+    opens = time.time() + 600
+    status, _ = post(base + "/admin/sales", {
+        "sale_id": sale_id, "sku": "BENCH", "name": "waiting room", "stock": 100,
+        "starts_at": _rfc3339(opens), "ends_at": _rfc3339(opens + 3600),
+        "waiting_room": {"enabled": True, "admit_per_second": 100},
+    })  # fmt: skip
+    assert status == 201, status
+    paths = asyncio.run(_join_room(base, sale_id, ROOM_WAITERS))
+    listing = scratch / "room-polls.txt"
+    listing.write_text("\n".join(paths) + "\n")
+    script = scratch / "room-polls.lua"
+    script.write_text(
+        "-- wrk: GETs each waiter's status in turn (written by loadtest/bench.py)\n"
+        f"local paths = {{}}\nfor line in io.lines({str(listing)!r}) do "
+        "paths[#paths + 1] = line end\n"
+        "local i = math.random(1, #paths)\n"
+        "request = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n"
+    )
+    url = base + paths[0]
+    warm(url, script, connections)
+    return wrk("room status polls", url, seconds, connections, script)
+
+
+def _rfc3339(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+async def _join_room(base: str, sale_id: str, waiters: int) -> list[str]:
+    """Joins `waiters` users; the path of each one's status."""
+    import aiohttp
+
+    limit = asyncio.Semaphore(64)
+
+    async def join(http: aiohttp.ClientSession, index: int) -> str:
+        async with limit, http.post(
+            f"{base}/v1/sales/{sale_id}/queue", json={"user_id": f"waiter-{index}"}
+        ) as response:  # fmt: skip
+            assert response.status == 201, await response.text()
+            return str(response.headers["Location"])
+
+    async with aiohttp.ClientSession() as http:
+        return await asyncio.gather(*(join(http, i) for i in range(waiters)))
+
+
 def recovery(base: str, connections: int, script: Path) -> list[Figures]:
     """(g) Right after the storm: the ordinary load, one second at a time."""
     url = f"{base}/v1/sales/{create_sale(base, 1_000_000_000)}/purchases"
@@ -311,6 +366,7 @@ def run(seconds: float, connections: int) -> dict[str, Any]:
                     url = f"{base}/v1/sales/{gone}/purchases"
                     warm(url, script, connections)
                     measured.append(wrk("sold-out answers", url, seconds, connections, script))
+                    measured.append(room_polls(base, seconds, connections, root))
                     capacity = measured[1].rps
                     results["sweep"] = [
                         overload(base, capacity, seconds, multiple) for multiple in (2, 5, 10)
@@ -392,6 +448,12 @@ def report(results: dict[str, Any]) -> str:
     lines.append(
         f"(h) purchases with --workers 2: {two['rps']:.0f} req/s, {two['rps'] / always:.2f}x "
         f"one process (on {max(1, results['cores'] - 1)} server core(s))"
+    )
+    polls, sold_out = figures["room status polls"], figures["sold-out answers"]
+    lines.append(
+        f"(j) waiting-room status polls: {polls['rps']:.0f} req/s, p50 {polls['p50_ms']:.2f} "
+        f"ms, p99 {polls['p99_ms']:.2f} ms ({polls['non_2xx']} non-2xx); a poll costs "
+        f"{sold_out['rps'] / polls['rps']:.2f}x a sold-out answer of (c)"
     )
     fair = results["fairness"]
     lines.append(

@@ -4,6 +4,7 @@ what."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import secrets
@@ -323,3 +324,24 @@ async def test_the_open_shuffles_the_early_uniformly_and_later_ones_queue_fifo(
     # And the one who joined first is first no more often than a quarter of the time.
     first = Counter(order[0] for order in orders.elements())
     assert max(first.values()) < trials / 4 + 4 * math.sqrt(trials * 3 / 16)
+
+
+async def test_the_estimated_wait_is_what_happens(room_client: Client) -> None:
+    """Twenty shoppers join an open room admitting 5 a second, one after another: each one's
+    first estimate is compared with when they were actually admitted."""
+    client = room_client
+    sale_id = (await create(client, stock=100, waiting_room=room(admit_per_second=5)))["sale_id"]
+    loop = asyncio.get_running_loop()
+    joined: dict[str, tuple[str, float, float]] = {}  # user -> (ticket, at, estimated wait)
+    for i in range(20):  # positions 1 to 20, in arrival order
+        answer = await (await join(client, sale_id, f"eta-{i:02d}")).json()
+        joined[f"eta-{i:02d}"] = (answer["ticket"], loop.time(), answer["estimated_wait_seconds"])
+
+    async def waited(ticket: str, since: float) -> float:
+        await wait_for_status(client, sale_id, ticket, "admitted")
+        return loop.time() - since
+
+    actual = await asyncio.gather(*(waited(t, at) for t, at, _ in joined.values()))
+    for (user, (_, _, estimate)), wait in zip(joined.items(), actual, strict=True):
+        # Within a second (the polling interval and the tick) and a third of the estimate.
+        assert abs(wait - estimate) <= 1.0 + estimate / 3, (user, estimate, wait)
