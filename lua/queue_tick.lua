@@ -8,8 +8,16 @@
 -- KEYS[1] sale hash  KEYS[2] pre-queue zset  KEYS[3] queue zset  KEYS[4] admitted hash
 -- KEYS[5] expired set  KEYS[6] last-seen zset              (all fs:{sale}:…)
 -- ARGV[1] ms after which a waiter who has not polled loses the place (3 x poll_after)
--- ARGV[2] the pace (shoppers a second) when the sale's admit_per_second is null
+-- ARGV[2] where the engine's own pace starts (shoppers a second), for a room whose
+--         admit_per_second is null
 -- ARGV[3] the most waiters one call looks at
+-- ARGV[4] "1" when the calling process shed work for its own sake since its last call
+--
+-- The engine's own pace (admit_per_second null) follows what the engine can serve: it grows
+-- by a fifth a second while shoppers wait and no process sheds, and falls by 30% (at most
+-- once a second) when one does: a probe for capacity steered by the engine's own overload
+-- signal, as TCP's congestion window is by loss. It lives in the sale hash (wr_auto_rate),
+-- shared by every process.
 --
 -- Returns {admitted, expired}: what this call did.
 -- Nobody is admitted while the sale has no stock left: units in holds may come back, and
@@ -17,7 +25,7 @@
 
 local now = redis_now_ms()
 local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'wr_enabled', 'wr_rate', 'wr_credit',
-  'wr_last_tick', 'stock_left', 'ended_at', 'ends_at')
+  'wr_last_tick', 'stock_left', 'ended_at', 'ends_at', 'wr_auto_rate', 'wr_auto_cut_at')
 if not sale[1] or sale[2] ~= '1' then
   return {0, 0}
 end
@@ -42,10 +50,20 @@ local admitted = 0
 local over = tonumber(sale[7]) > 0 or now >= tonumber(sale[8])
 if now >= starts_at and not over then
   local rate = tonumber(sale[3])
-  if rate <= 0 then
-    rate = tonumber(ARGV[2])
-  end
   local last = tonumber(sale[5] or now)
+  if rate <= 0 then
+    rate = tonumber(sale[9] or ARGV[2])
+    if ARGV[4] == '1' then
+      if now - tonumber(sale[10] or '0') >= 1000 then
+        rate = rate * 0.7
+        redis.call('HSET', KEYS[1], 'wr_auto_cut_at', now)
+      end
+    elseif redis.call('ZCARD', KEYS[3]) > 0 then
+      rate = rate * (1 + 0.2 * math.max(0, now - last) / 1000)
+    end
+    rate = math.min(math.max(rate, 1), 1000000)
+    redis.call('HSET', KEYS[1], 'wr_auto_rate', rate)
+  end
   local credit = tonumber(sale[4] or '0') + math.max(0, now - last) * rate / 1000
   -- No bursts after a quiet spell: at most a second's worth (and one shopper) banked.
   credit = math.min(credit, math.max(1, rate))

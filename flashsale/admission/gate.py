@@ -45,6 +45,7 @@ class Admission:
         self.ips = RateLimiter(limits.ip_rate_per_second, limits.ip_burst)
         self.sold_out = SoldOutFlags(limits.sold_out_ttl_seconds)
         self.counts = LocalCounts()
+        self.overload_sheds = 0
         self._trusted = settings.trusted_proxies
 
     def client(self, peer: str | None, forwarded_for: str | None) -> str:
@@ -94,6 +95,14 @@ class Admission:
         self.metrics.count_shed(reason)
         if sale_id is not None:
             self.counts.shed(sale_id)
+        if not reason.startswith("rate_limited"):
+            self.overload_sheds += 1  # the engine's own limits, not a client's
+
+    def take_overload_sheds(self) -> int:
+        """Requests the engine shed for its own sake (in-flight, deadline, queueing delay)
+        since the last call: what a waiting room's own pace listens to."""
+        sheds, self.overload_sheds = self.overload_sheds, 0
+        return sheds
 
     @staticmethod
     def overloaded(reason: str, detail: str) -> OverloadedError:

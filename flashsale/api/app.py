@@ -86,7 +86,10 @@ async def _redis_store(app: web.Application) -> AsyncIterator[None]:
         )
         store.use_batcher(batcher)
     purchases = app[PURCHASES] = Purchases(store, admission, metrics)
-    rooms = app[ROOMS] = Rooms(redis, scripts, Signer(settings.queue.signing_key), settings.queue)
+    rooms = app[ROOMS] = Rooms(
+        redis, scripts, Signer(settings.queue.signing_key), settings.queue,
+        overload_sheds=admission.take_overload_sheds,
+    )  # fmt: skip
     stop = asyncio.Event()
     helpers = [
         asyncio.create_task(rooms.run(stop)),

@@ -69,8 +69,16 @@ class NoSuchTicketError(FlashsaleError):
 
 class Rooms:
     def __init__(
-        self, redis: Redis, scripts: Scripts, signer: Signer, settings: QueueSettings
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        signer: Signer,
+        settings: QueueSettings,
+        overload_sheds: Callable[[], int] = lambda: 0,
     ) -> None:
+        """`overload_sheds()`: requests this process shed for its own sake since it was last
+        asked (the signal the rooms' own pace follows)."""
+        self._overload_sheds = overload_sheds
         self._redis = redis
         self._scripts = scripts
         self.signer = signer
@@ -166,11 +174,13 @@ class Rooms:
 
     async def _tick(self) -> None:
         stale_ms = int(3 * self._settings.poll_after_seconds * 1000)
+        overloaded = self._overload_sheds() > 0
         for sale_id, state in list(self._states.items()):
             if state is not None and state.enabled:
                 await self._scripts.queue_tick(
-                    sale_id, stale_ms, self._settings.default_admit_per_second, TICK_BUDGET
-                )
+                    sale_id, stale_ms, self._settings.default_admit_per_second, TICK_BUDGET,
+                    overloaded=overloaded,
+                )  # fmt: skip
 
     async def _report_seen(self) -> None:
         seen, self._seen = self._seen, {}
@@ -277,7 +287,9 @@ class Rooms:
         """Seconds until this position reaches the front, at the pace measured here (the
         configured pace until there is a measurement), plus the wait for the open."""
         measured = self._pace.get(state.sale_id, (0.0, 0, 0.0))[2]
-        configured = state.admit_per_second or self._settings.default_admit_per_second
+        configured = (
+            state.admit_per_second or state.auto_rate or self._settings.default_admit_per_second
+        )
         pace = measured if state.opened and measured > 0 else configured
         until_open = max(0.0, (state.starts_at - now_ms) / 1000)
         return round(until_open + position / pace, 1)

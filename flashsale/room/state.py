@@ -9,7 +9,7 @@ from typing import Any
 # The sale hash's fields queue_state.lua reads, in this order.
 ROOM_FIELDS = (
     "wr_enabled", "wr_rate", "wr_token_ttl", "starts_at", "ends_at", "ended_at", "stock_left",
-    "u_reserved", "wr_serving", "wr_opened", "wr_admitted",
+    "u_reserved", "wr_serving", "wr_opened", "wr_admitted", "wr_auto_rate",
 )  # fmt: skip
 
 
@@ -27,6 +27,7 @@ class RoomState:
     serving: int  # places below this were served (admitted, or gone)
     opened: bool
     admitted_total: int
+    auto_rate: float | None  # the engine's own pace, once a tick has set it
     prequeue_length: int
     queue_length: int
     read_at_ms: int  # Redis's clock when read
@@ -56,6 +57,7 @@ class RoomState:
             serving=number("wr_serving"),
             opened=values["wr_opened"] == "1",
             admitted_total=number("wr_admitted"),
+            auto_rate=float(values["wr_auto_rate"]) if values["wr_auto_rate"] else None,
             prequeue_length=int(prequeue_length),
             queue_length=int(queue_length),
             read_at_ms=int(now),

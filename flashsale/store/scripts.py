@@ -291,11 +291,20 @@ class Scripts:
         return Joined(str(status), int(place), bool(joined_now))
 
     async def queue_tick(
-        self, sale_id: str, stale_after_ms: int, default_rate: float, budget: int
+        self,
+        sale_id: str,
+        stale_after_ms: int,
+        default_rate: float,
+        budget: int,
+        *,
+        overloaded: bool = False,
     ) -> tuple[int, int]:
-        """Moves the room's clock: (admitted, expired) by this call."""
+        """Moves the room's clock: (admitted, expired) by this call. `overloaded`: the
+        caller shed work for its own sake since its last call (the engine's own pace falls)."""
         admitted, expired = await self._call(
-            self._bound.queue_tick, _room_keys(sale_id), [stale_after_ms, default_rate, budget]
+            self._bound.queue_tick,
+            _room_keys(sale_id),
+            [stale_after_ms, default_rate, budget, "1" if overloaded else ""],
         )
         return int(admitted), int(expired)
 

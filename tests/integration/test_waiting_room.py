@@ -345,3 +345,36 @@ async def test_the_estimated_wait_is_what_happens(room_client: Client) -> None:
     for (user, (_, _, estimate)), wait in zip(joined.items(), actual, strict=True):
         # Within a second (the polling interval and the tick) and a third of the estimate.
         assert abs(wait - estimate) <= 1.0 + estimate / 3, (user, estimate, wait)
+
+
+async def test_the_engines_own_pace_grows_while_nothing_is_shed_and_falls_when_it_is(
+    store: SaleStore, redis: Redis
+) -> None:
+    """A room with admit_per_second null follows the engine: faster while shoppers wait and
+    nothing is shed, 30% slower (once a second at most) when a process sheds."""
+    scripts = Scripts.register(redis)
+    sale = await new_sale(store, stock=1_000_000, waiting_room={"enabled": True})
+    for i in range(2_000):  # enough that someone always waits
+        assert isinstance(await scripts.queue_join(sale.sale_id, f"w{i}", 0.5), Joined)
+
+    async def pace() -> float:
+        return float(await redis.hget(keys.sale(sale.sale_id), "wr_auto_rate") or 0)
+
+    async def tick(*, overloaded: bool = False) -> None:
+        await scripts.queue_tick(sale.sale_id, 60_000, 50, 1_000, overloaded=overloaded)
+
+    await tick()
+    start = await pace()
+    assert start >= 50  # it starts at 50 and has grown since the open (the joins took time)
+
+    async def grown() -> bool:
+        await tick()
+        return await pace() > start * 1.15
+
+    await eventually(grown, within=5, what="the pace to grow", interval=0.05)
+    before = await pace()
+    await tick(overloaded=True)
+    cut = await pace()
+    assert cut == pytest.approx(before * 0.7, rel=0.05)
+    await tick(overloaded=True)  # a second signal within the second cuts nothing more
+    assert await pace() >= cut * 0.99

@@ -6,6 +6,7 @@ import ipaddress
 
 import pytest
 
+from flashsale.admission.gate import Admission
 from flashsale.admission.limits import (
     InFlightLimit,
     Priority,
@@ -13,6 +14,9 @@ from flashsale.admission.limits import (
     client_ip,
 )
 from flashsale.api.problems import retry_after_header
+from flashsale.errors import OverloadedError, RateLimitedError
+from flashsale.metrics import Metrics
+from flashsale.settings import load_settings
 
 
 class Clock:
@@ -101,3 +105,20 @@ def test_client_ip_believes_only_trusted_proxies(
     peer: str, forwarded: str | None, expected: str
 ) -> None:
     assert client_ip(peer, forwarded, TRUSTED) == expected
+
+
+def test_only_the_engines_own_sheds_steer_a_waiting_rooms_pace() -> None:
+    settings = load_settings(
+        env={}, overrides={"admission_max_in_flight": 1, "admission_user_rate_per_second": 1.0}
+    )
+    admission = Admission(settings, Metrics())
+    admission.enter(finishing=False, purchase_of="s")
+    with pytest.raises(OverloadedError):
+        admission.enter(finishing=False, purchase_of="s")  # the engine at its bound
+    # A client over its rate is its own doing, not the engine's.
+    for _ in range(settings.admission.user_burst):
+        admission.check_user_rate("s", "eager")
+    with pytest.raises(RateLimitedError):
+        admission.check_user_rate("s", "eager")
+    assert admission.take_overload_sheds() == 1
+    assert admission.take_overload_sheds() == 0  # counted once
