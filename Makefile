@@ -28,9 +28,10 @@ test-fast: install
 	./scripts/ensure-packages redis postgresql chromium
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-## loadtest: rehearse launch day (locust, ~1 minute), audit, summary, HTML report and chart
+## loadtest: rehearse launch day twice on the same traffic - waiting room off, then on
+## (locust, ~3 minutes) - audit each, summary, HTML reports and a chart of both
 loadtest: install
-	./scripts/ensure-packages redis
+	./scripts/ensure-packages redis wrk
 	$(BIN)/python loadtest/launch_day.py $(LOADTEST_ARGS)
 
 ## bench: the throughput benchmark (docs/performance.md); prints a table, asserts nothing

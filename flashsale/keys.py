@@ -111,3 +111,9 @@ def queue_expired(sale_id: str) -> str:
 def queue_seen(sale_id: str) -> str:
     """When each waiting user last polled, as processes report it (zset, Redis time ms)."""
     return f"{_sale_prefix(sale_id)}:queue:seen"
+
+
+def queue_unspent(sale_id: str) -> str:
+    """Admitted users whose token may still buy (zset user -> token expiry, Redis ms): the
+    units they may take are not free for the next waiters."""
+    return f"{_sale_prefix(sale_id)}:queue:unspent"

@@ -6,26 +6,34 @@
 -- credit stored in the sale hash, so more calls admit nobody sooner.
 --
 -- KEYS[1] sale hash  KEYS[2] pre-queue zset  KEYS[3] queue zset  KEYS[4] admitted hash
--- KEYS[5] expired set  KEYS[6] last-seen zset              (all fs:{sale}:…)
+-- KEYS[5] expired set  KEYS[6] last-seen zset  KEYS[7] held hash (units per user)
+-- KEYS[8] unspent zset (admitted users by token expiry)      (all fs:{sale}:…)
 -- ARGV[1] ms after which a waiter who has not polled loses the place (3 x poll_after)
 -- ARGV[2] where the engine's own pace starts (shoppers a second), for a room whose
 --         admit_per_second is null
 -- ARGV[3] the most waiters one call looks at
 -- ARGV[4] "1" when the calling process shed work for its own sake since its last call
 --
+-- Nobody is admitted beyond the units there are: a shopper is admitted only while the stock
+-- left exceeds the tokens admitted shoppers have not used yet (an admitted shopper who holds
+-- units, whose token expired, or who stopped polling as a waiter would, no longer counts -
+-- so tokens nobody means to use cannot hold the room up). So an admitted shopper finds a
+-- unit, and when units sit in holds the waiters keep their places until the holds are paid (then they
+-- hear sold_out) or come back (then the next are admitted) - never sold_out while a unit can
+-- still come back to them.
+--
 -- The engine's own pace (admit_per_second null) follows what the engine can serve: it grows
--- by a fifth a second while shoppers wait and no process sheds, and falls by 30% (at most
--- once a second) when one does: a probe for capacity steered by the engine's own overload
--- signal, as TCP's congestion window is by loss. It lives in the sale hash (wr_auto_rate),
--- shared by every process.
+-- by a fifth a second while shoppers wait for the pace (not for stock) and no process sheds,
+-- and falls by 30% (at most once a second) when one does: a probe for capacity steered by
+-- the engine's own overload signal, as TCP's congestion window is by loss. It lives in the
+-- sale hash (wr_auto_rate), shared by every process.
 --
 -- Returns {admitted, expired}: what this call did.
--- Nobody is admitted while the sale has no stock left: units in holds may come back, and
--- then so does admission; until then the waiters keep their places.
 
 local now = redis_now_ms()
 local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'wr_enabled', 'wr_rate', 'wr_credit',
-  'wr_last_tick', 'stock_left', 'ended_at', 'ends_at', 'wr_auto_rate', 'wr_auto_cut_at')
+  'wr_last_tick', 'stock_left', 'ended_at', 'ends_at', 'wr_auto_rate', 'wr_auto_cut_at',
+  'wr_token_ttl')
 if not sale[1] or sale[2] ~= '1' then
   return {0, 0}
 end
@@ -46,11 +54,27 @@ for _, user in ipairs(stale) do
   end
 end
 
+-- Units free for the next waiters: the stock left, less the tokens not used yet.
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
+local unspent = 0
+for _, user in ipairs(redis.call('ZRANGE', KEYS[8], 0, -1)) do
+  if redis.call('HEXISTS', KEYS[7], user) == 1 then
+    redis.call('ZREM', KEYS[8], user)  -- bought: the token did its job
+  elseif not redis.call('ZSCORE', KEYS[6], user) then
+    -- Stopped polling: the token may still buy, if a unit is left when it tries.
+    redis.call('ZREM', KEYS[8], user)
+  else
+    unspent = unspent + 1
+  end
+end
+local free = tonumber(sale[6]) - unspent
+
 local admitted = 0
 local over = tonumber(sale[7]) > 0 or now >= tonumber(sale[8])
 if now >= starts_at and not over then
   local rate = tonumber(sale[3])
   local last = tonumber(sale[5] or now)
+  local waiting = redis.call('ZCARD', KEYS[3]) > 0
   if rate <= 0 then
     rate = tonumber(sale[9] or ARGV[2])
     if ARGV[4] == '1' then
@@ -58,26 +82,29 @@ if now >= starts_at and not over then
         rate = rate * 0.7
         redis.call('HSET', KEYS[1], 'wr_auto_cut_at', now)
       end
-    elseif redis.call('ZCARD', KEYS[3]) > 0 then
+    elseif waiting and free > 0 then
       rate = rate * (1 + 0.2 * math.max(0, now - last) / 1000)
     end
     rate = math.min(math.max(rate, 1), 1000000)
     redis.call('HSET', KEYS[1], 'wr_auto_rate', rate)
   end
   local credit = tonumber(sale[4] or '0') + math.max(0, now - last) * rate / 1000
-  -- No bursts after a quiet spell: at most a second's worth (and one shopper) banked.
+  -- No bursts after a quiet spell: at most a second's worth (and one shopper) banked; and
+  -- nothing banked while no unit is free.
   credit = math.min(credit, math.max(1, rate))
-  if tonumber(sale[6]) <= 0 then
+  if free <= 0 then
     credit = 0
   end
-  while credit >= 1 and admitted < budget do
+  local token_ttl_ms = tonumber(sale[11] or '120') * 1000
+  while credit >= 1 and admitted < budget and admitted < free do
     local head = redis.call('ZPOPMIN', KEYS[3])
     if #head == 0 then
       credit = 0  -- nobody waiting: nothing is banked for later arrivals
       break
     end
     redis.call('HSET', KEYS[4], head[1], now)
-    redis.call('ZREM', KEYS[6], head[1])
+    redis.call('ZADD', KEYS[8], now + token_ttl_ms, head[1])
+    redis.call('ZADD', KEYS[6], now, head[1])  -- from now on, seen as an admitted shopper
     redis.call('HSET', KEYS[1], 'wr_serving', tonumber(head[2]) + 1)
     admitted = admitted + 1
     credit = credit - 1

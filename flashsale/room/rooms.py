@@ -131,7 +131,7 @@ class Rooms:
                 raise NoSuchTicketError(ticket)  # never joined, or the room was reset
             place = places[user_id] = found
         place.last_poll = now
-        if not place.gone and place.admitted_at_ms is None:
+        if not place.gone:  # waiting, or admitted with a token that may not be used yet
             self._seen.setdefault(sale_id, set()).add(user_id)
         return self._answer(state, user_id, place, now)
 

@@ -303,7 +303,7 @@ class Scripts:
         caller shed work for its own sake since its last call (the engine's own pace falls)."""
         admitted, expired = await self._call(
             self._bound.queue_tick,
-            _room_keys(sale_id),
+            [*_room_keys(sale_id), keys.held(sale_id), keys.queue_unspent(sale_id)],
             [stale_after_ms, default_rate, budget, "1" if overloaded else ""],
         )
         return int(admitted), int(expired)
@@ -312,7 +312,12 @@ class Scripts:
         """Stamps these waiters as still polling; how many were still waiting."""
         waiting = await self._call(
             self._bound.queue_seen,
-            [keys.queue_seen(sale_id), keys.queue(sale_id), keys.prequeue(sale_id)],
+            [
+                keys.queue_seen(sale_id),
+                keys.queue(sale_id),
+                keys.prequeue(sale_id),
+                keys.queue_unspent(sale_id),
+            ],  # fmt: skip
             list(user_ids),
         )
         return int(waiting)

@@ -20,6 +20,7 @@ from flashsale import keys
 from flashsale.api.app import create_app
 from flashsale.records import SaleChange
 from flashsale.settings import Settings
+from flashsale.store.outcomes import Rejected
 from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Joined, Scripts
 from tests.helpers import ADMIN, from_now, sale_body
@@ -378,3 +379,48 @@ async def test_the_engines_own_pace_grows_while_nothing_is_shed_and_falls_when_i
     assert cut == pytest.approx(before * 0.7, rel=0.05)
     await tick(overloaded=True)  # a second signal within the second cuts nothing more
     assert await pace() >= cut * 0.99
+
+
+async def test_no_more_are_admitted_than_there_are_units_and_a_unit_back_admits_the_next(
+    store: SaleStore, redis: Redis
+) -> None:
+    scripts = Scripts.register(redis)
+    sale = await new_sale(store, stock=2, waiting_room={
+        "enabled": True, "admit_per_second": 1000, "token_ttl_seconds": 3,
+    })  # fmt: skip
+    sale_id = sale.sale_id
+    for user in ("u1", "u2", "u3", "u4", "u5"):
+        await scripts.queue_join(sale_id, user, 0.5)
+
+    async def admitted() -> list[str]:
+        await scripts.queue_tick(sale_id, 60_000, 50, 1_000)
+        return sorted(str(u) for u in await redis.hkeys(keys.queue_admitted(sale_id)))
+
+    async def two() -> bool:
+        return len(await admitted()) >= 2
+
+    await eventually(two, within=5, what="the first admissions")
+    for _ in range(5):  # the pace would admit all five within 5 ms; the two units admit two
+        assert await admitted() == ["u1", "u2"]
+    # u1 buys: its token is spent, its unit held - still nothing free for u3.
+    attempt = store.attempt(sale_id, "u1", 1)
+    attempt.queue_pass = True
+    bought = await store.submit(sale_id, attempt)
+    assert bought.__class__.__name__ == "Reservation", bought
+    assert await admitted() == ["u1", "u2"]
+    # u1 gives the unit back: u3 is admitted for it.
+    assert not isinstance(await store.cancel(attempt.order_id), Rejected)
+
+    async def three() -> bool:
+        return "u3" in await admitted()
+
+    await eventually(three, within=5, what="u3 to be admitted for the unit back")
+    assert await admitted() == ["u1", "u2", "u3"]
+
+    # u2 never buys: once its token expires (3 s), its unit is free for u4.
+    async def four() -> bool:
+        return "u4" in await admitted()
+
+    await eventually(four, within=10, what="u2 token to lapse and u4 to be admitted")
+    # Never more unused tokens than units left.
+    assert await redis.zcard(keys.queue_unspent(sale_id)) <= 2
