@@ -268,9 +268,10 @@ async def _honest_shoppers(url: str, seconds: float, shoppers: int) -> dict[str,
     }  # fmt: skip
 
 
-# Waiters in (j): enough that wrk, cycling through them, polls each no more often than the
-# engine allows (half of poll_after, 2 s) at ~20,000 polls a second.
-ROOM_WAITERS = 40_000
+# Waiters in (j): wrk polls them in turn, in the order they joined, so that at ~10,000 polls a
+# second each is polled every ~2 s - as their pages would (poll_after, 2 s): no sooner than
+# the engine allows (1 s), and before a waiter who stops polling loses the place (6 s).
+ROOM_WAITERS = 20_000
 
 
 def room_polls(base: str, seconds: float, connections: int, scratch: Path) -> Figures:
@@ -293,11 +294,13 @@ def room_polls(base: str, seconds: float, connections: int, scratch: Path) -> Fi
         "-- wrk: GETs each waiter's status in turn (written by loadtest/bench.py)\n"
         f"local paths = {{}}\nfor line in io.lines({str(listing)!r}) do "
         "paths[#paths + 1] = line end\n"
-        "local i = math.random(1, #paths)\n"
+        "local i = 0\n"
         "request = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n"
     )
+    # A first pass over every waiter, as their pages' first polls: each process looks a
+    # waiter's place up once; the pass measured is the steady state after it.
     url = base + paths[0]
-    warm(url, script, connections)
+    wrk("first polls", url, 2, connections, script)
     return wrk("room status polls", url, seconds, connections, script)
 
 

@@ -106,7 +106,8 @@ class Rooms:
         self._places.setdefault(sale_id, {})[user_id] = place
         self._seen.setdefault(sale_id, set()).add(user_id)
         assert state is not None  # the script found the sale
-        return self._answer(state, user_id, place, now), joined.joined_now
+        ticket = self.signer.ticket(sale_id, user_id)
+        return self._answer(state, ticket, user_id, place, now), joined.joined_now
 
     async def status(self, sale_id: str, ticket: str) -> QueueAnswer:
         """Raises NoSuchTicketError for a ticket that is not this sale's, RateLimitedError
@@ -133,7 +134,7 @@ class Rooms:
         place.last_poll = now
         if not place.gone:  # waiting, or admitted with a token that may not be used yet
             self._seen.setdefault(sale_id, set()).add(user_id)
-        return self._answer(state, user_id, place, now)
+        return self._answer(state, ticket, user_id, place, now)
 
     def token_valid(self, sale_id: str, user_id: str, token: str) -> bool:
         return self.signer.token_valid(sale_id, user_id, token, self._redis_now_ms(sale_id))
@@ -254,8 +255,9 @@ class Rooms:
             return _Place(-1, gone=True)
         return None
 
-    def _answer(self, state: RoomState, user_id: str, place: _Place, now: float) -> QueueAnswer:
-        ticket = self.signer.ticket(state.sale_id, user_id)
+    def _answer(
+        self, state: RoomState, ticket: str, user_id: str, place: _Place, now: float
+    ) -> QueueAnswer:
         poll_after = self._settings.poll_after_seconds
         now_ms = state.redis_now_ms(now)
 

@@ -317,7 +317,7 @@ class Scripts:
                 keys.queue(sale_id),
                 keys.prequeue(sale_id),
                 keys.queue_unspent(sale_id),
-            ],  # fmt: skip
+            ],
             list(user_ids),
         )
         return int(waiting)
