@@ -427,7 +427,8 @@ def rehearse(url: str, token: str, args: argparse.Namespace, room: bool) -> Run:
         body["waiting_room"] = {"enabled": True, "admit_per_second": args.admit_per_second}
         body["holds_per_address"] = args.holds_per_address
     call("POST", f"{url}/admin/sales", token, body)
-    print(f"{label}: sale {sale_id} opens in {args.quiet_seconds:g}s; locust runs ~{total:g}s ...")
+    print(f"{label}: sale {sale_id} opens in {args.quiet_seconds:g}s; locust runs up to "
+          f"{total:g}s, until every honest shopper has a final answer ...")  # fmt: skip
     shed_before = shed_by_reason(str(call("GET", f"{url}/metrics", token)))
     run = Run(label, sale_id, opens.timestamp(), out)
     with Sampler(url, token, sale_id) as sampler:
@@ -456,8 +457,10 @@ def main() -> int:
     parser.add_argument("--spike-multiple", type=float, default=20)
     parser.add_argument("--quiet-seconds", type=float, default=15)
     parser.add_argument("--spike-seconds", type=float, default=25)
-    parser.add_argument("--settle-seconds", type=float, default=80,
-                        help="after the spike: no new shoppers, those there finish")  # fmt: skip
+    parser.add_argument(
+        "--settle-seconds", type=float, default=180,
+        help="after the spike, at most: no new shoppers while those there finish",
+    )  # fmt: skip
     parser.add_argument("--admit-per-second", type=float, default=None,
                         help="the room's pace (default: the engine's own)")  # fmt: skip
     parser.add_argument("--holds-per-address", type=int, default=2)

@@ -35,6 +35,9 @@ BOT_IPS = ("203.0.113.7", "203.0.113.8", "203.0.113.9")
 ACCEPTED_ORDERS: list[str] = []
 # What each honest shopper experienced, for the rehearsal's summary (one JSON object each).
 SHOPPER_RECORDS: list[dict[str, Any]] = []
+# Honest shoppers who have asked and not yet heard a final answer: the settling phase ends
+# when there are none (or at --settle-seconds).
+UNANSWERED: set[str] = set()
 
 
 @events.init_command_line_parser.add_listener
@@ -48,7 +51,7 @@ def _options(parser: Any) -> None:
     parser.add_argument("--spike-multiple", env_var="LT_SPIKE_MULTIPLE", type=float, default=10)
     parser.add_argument("--quiet-seconds", env_var="LT_QUIET_SECONDS", type=float, default=15)
     parser.add_argument("--spike-seconds", env_var="LT_SPIKE_SECONDS", type=float, default=25)
-    parser.add_argument("--settle-seconds", env_var="LT_SETTLE_SECONDS", type=float, default=80)
+    parser.add_argument("--settle-seconds", env_var="LT_SETTLE_SECONDS", type=float, default=180)
     parser.add_argument("--orders-file", env_var="LT_ORDERS_FILE", default="")
     parser.add_argument("--shoppers-file", env_var="LT_SHOPPERS_FILE", default="")
     parser.add_argument(
@@ -124,7 +127,9 @@ class Shopper(FastHttpUser):
             sale, name="view", headers={"X-Forwarded-For": self.ip}, catch_response=True
         ) as response:
             report(response, "view")
-        self.record.setdefault("asked_at", time.time())
+        if "asked_at" not in self.record:
+            self.record["asked_at"] = time.time()
+            UNANSWERED.add(self.user_id)
         if options.room:
             self.through_the_room(sale)
         else:
@@ -197,6 +202,7 @@ class Shopper(FastHttpUser):
         self.done = True
         self.record.update(final=final, told_at=time.time())
         SHOPPER_RECORDS.append(self.record)
+        UNANSWERED.discard(self.user_id)
 
     def finish(self, order_id: str) -> None:
         options = self.environment.parsed_options
@@ -296,8 +302,9 @@ class Operator(FastHttpUser):
 
 class LaunchDay(LoadTestShape):
     """A quiet baseline, a spike of `spike_multiple` times it when the sale opens, then no new
-    arrivals for `settle_seconds` while those there finish (a waiting room's shoppers keep
-    their places; nobody is made to leave mid-queue); then the test stops."""
+    arrivals while those there finish (a waiting room's shoppers keep their places; nobody is
+    made to leave mid-queue) - until every honest shopper who asked has a final answer, or
+    `settle_seconds` pass; then the test stops."""
 
     def tick(self) -> tuple[int, float] | None:
         options = self.runner.environment.parsed_options if self.runner else None
@@ -309,6 +316,6 @@ class LaunchDay(LoadTestShape):
         t = self.get_run_time()
         if t < quiet:
             return base, max(1.0, base)
-        if t < quiet + spike + settle:
+        if t < quiet + spike or (t < quiet + spike + settle and UNANSWERED):
             return peak, max(1.0, peak / 2)  # the wall arrives within a couple of seconds
         return None

@@ -18,9 +18,9 @@
 -- left exceeds the tokens admitted shoppers have not used yet (an admitted shopper who holds
 -- units, whose token expired, or who stopped polling as a waiter would, no longer counts -
 -- so tokens nobody means to use cannot hold the room up). So an admitted shopper finds a
--- unit, and when units sit in holds the waiters keep their places until the holds are paid (then they
--- hear sold_out) or come back (then the next are admitted) - never sold_out while a unit can
--- still come back to them.
+-- unit, and when units sit in holds the waiters keep their places until the holds are paid
+-- (then they hear sold_out) or come back (then the next are admitted) - never sold_out while
+-- a unit can still come back to them.
 --
 -- The engine's own pace (admit_per_second null) follows what the engine can serve: it grows
 -- by a fifth a second while shoppers wait for the pace (not for stock) and no process sheds,

@@ -424,3 +424,16 @@ async def test_no_more_are_admitted_than_there_are_units_and_a_unit_back_admits_
     await eventually(four, within=10, what="u2 token to lapse and u4 to be admitted")
     # Never more unused tokens than units left.
     assert await redis.zcard(keys.queue_unspent(sale_id)) <= 2
+
+
+async def test_a_bad_join_is_400_and_an_unknown_sale_404(room_client: Client) -> None:
+    client = room_client
+    sale_id = (await create(client, waiting_room=room()))["sale_id"]
+    for body, field in (({"user_id": "no spaces"}, "user_id"), ({}, "user_id"),
+                        ({"user_id": "ann", "extra": 1}, "extra")):  # fmt: skip
+        answer = await client.post(f"/v1/sales/{sale_id}/queue", json=body)
+        assert answer.status == 400, body
+        assert field in (await answer.json(content_type=None))["detail"]
+    view = await (await client.get(f"/admin/sales/{sale_id}", headers=ADMIN)).json()
+    assert view["queue"] == {"waiting": 0, "admitted": 0}  # nothing joined
+    assert await problem_code(await join(client, "no-such-sale", "ann")) == "not_found"
