@@ -212,7 +212,7 @@ class OrderCounts(Struct):
     expired: int
 
 
-class AdminSaleView(Struct):
+class AdminSaleView(Struct, omit_defaults=True):
     sale_id: str
     sku: str
     name: str

@@ -107,6 +107,9 @@ async def test_joining_before_the_open_and_again(room_client: Client) -> None:
     assert (await (await join(client, sale_id, "bob")).json())["position"] == 2
     view = await (await client.get(f"/admin/sales/{sale_id}", headers=ADMIN)).json()
     assert view["queue"] == {"waiting": 2, "admitted": 0}
+    plain = await create(client)
+    admin_view = await (await client.get(f"/admin/sales/{plain['sale_id']}", headers=ADMIN)).json()
+    assert "queue" not in admin_view  # only while a room is on
 
 
 async def test_admitted_shoppers_buy_with_their_token_and_only_with_it(
