@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
 from tests.servers import PostgresServer, redis_server
 
 CreateSale = Callable[..., Awaitable[dict[str, Any]]]
+Client = TestClient[Any, Any]
 
 
 @pytest.fixture(scope="session", params=["batched", "unbatched"])
@@ -70,6 +72,17 @@ async def store(redis: Redis, settings: Settings) -> AsyncIterator[SaleStore]:
 async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     async with TestClient(TestServer(create_app(settings))) as test_client:
         yield test_client
+
+
+@asynccontextmanager
+async def room_app(settings: Settings, poll_after: float, tick: float) -> AsyncIterator[Client]:
+    """The app over HTTP with its waiting rooms' clocks sped up for a test: waiters told to
+    poll every `poll_after` seconds, rooms ticked and refreshed every `tick`."""
+    quick = settings.replace(
+        queue_poll_after_seconds=poll_after, queue_tick_seconds=tick, queue_refresh_seconds=tick
+    )
+    async with TestClient(TestServer(create_app(quick))) as client:
+        yield client
 
 
 @pytest.fixture

@@ -13,17 +13,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from flashsale import keys
-from flashsale.api.app import create_app
 from flashsale.records import SaleChange
 from flashsale.settings import Settings
 from flashsale.store.outcomes import Rejected
 from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Joined, Scripts
 from tests.helpers import ADMIN, from_now, sale_body
+from tests.integration.conftest import room_app
 from tests.integration.test_purchase_script import new_sale
 from tests.polling import eventually
 
@@ -33,11 +33,15 @@ POLL_AFTER = 0.2  # seconds; the room's clock ticks every 0.02 s here
 
 @pytest.fixture
 async def room_client(settings: Settings) -> AsyncIterator[Client]:
-    quick = settings.replace(
-        queue_poll_after_seconds=POLL_AFTER, queue_tick_seconds=0.02, queue_refresh_seconds=0.02
-    )
-    async with TestClient(TestServer(create_app(quick))) as client:
+    async with room_app(settings, POLL_AFTER, tick=0.02) as client:
         yield client
+
+
+async def upcoming(client: Client) -> dict[str, Any]:
+    """A sale with its room on that opens in ten minutes (its queue is open already)."""
+    return await create(
+        client, starts_at=from_now(minutes=10), ends_at=from_now(hours=2), waiting_room=room()
+    )
 
 
 def room(**overrides: Any) -> dict[str, Any]:
@@ -87,9 +91,7 @@ async def wait_for_status(client: Client, sale_id: str, ticket: str, wanted: str
 
 async def test_joining_before_the_open_and_again(room_client: Client) -> None:
     client = room_client
-    sale = await create(
-        client, starts_at=from_now(minutes=10), ends_at=from_now(hours=2), waiting_room=room()
-    )
+    sale = await upcoming(client)
     assert sale["waiting_room"]["enabled"] is True
     assert sale["queue"] == {"waiting": 0, "admitted": 0}
     sale_id = sale["sale_id"]
@@ -200,11 +202,7 @@ async def test_bad_room_settings_are_400_and_change_nothing(room_client: Client)
 
 async def test_polling_faster_than_told_is_429(room_client: Client) -> None:
     client = room_client
-    sale_id = (
-        await create(
-            client, starts_at=from_now(minutes=10), ends_at=from_now(hours=2), waiting_room=room()
-        )
-    )["sale_id"]
+    sale_id = (await upcoming(client))["sale_id"]
     ticket = (await (await join(client, sale_id, "ann")).json())["ticket"]
     too_soon = await poll(client, sale_id, ticket)
     assert too_soon.status == 429
@@ -258,11 +256,7 @@ async def test_waiters_are_told_sold_out_once_nothing_can_come_back(
 
 async def test_a_waiter_who_stops_polling_loses_the_place(room_client: Client) -> None:
     client = room_client
-    sale_id = (
-        await create(
-            client, starts_at=from_now(minutes=10), ends_at=from_now(hours=2), waiting_room=room()
-        )
-    )["sale_id"]
+    sale_id = (await upcoming(client))["sale_id"]
     leaver = (await (await join(client, sale_id, "leaver")).json())["ticket"]
     stayer = (await (await join(client, sale_id, "stayer")).json())["ticket"]
 

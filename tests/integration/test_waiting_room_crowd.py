@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from flashsale import keys
-from flashsale.api.app import create_app
 from flashsale.settings import Settings
 from tests.helpers import ADMIN, from_now, sale_body
 from tests.history import History, checked, finish_order
+from tests.integration.conftest import room_app
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,7 @@ POLL_AFTER = 2.0
 
 @pytest.fixture
 async def crowd_client(settings: Settings) -> AsyncIterator[Client]:
-    quick = settings.replace(
-        queue_poll_after_seconds=POLL_AFTER, queue_tick_seconds=0.05, queue_refresh_seconds=0.1
-    )
-    async with TestClient(TestServer(create_app(quick))) as client:
+    async with room_app(settings, POLL_AFTER, tick=0.05) as client:
         yield client
 
 
