@@ -73,9 +73,8 @@ class Purchases:
         admission, metrics = self._admission, self._metrics
         admission.check_user_rate(sale_id, user_id)
         attempt = self._store.attempt(
-            sale_id, user_id, quantity, idempotency_key, fingerprint, address
+            sale_id, user_id, quantity, idempotency_key, fingerprint, address, queue_pass=queue_pass
         )
-        attempt.queue_pass = queue_pass
         if admission.sold_out.is_sold_out(sale_id):
             return await self._answer_sold_out(sale_id, attempt, deadline)
         try:

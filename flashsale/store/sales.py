@@ -150,6 +150,8 @@ class SaleStore:
         idempotency_key: str | None = None,
         fingerprint: str = "",
         address: str = "",
+        *,
+        queue_pass: bool = False,
     ) -> Attempt:
         """A new attempt, named (its order id) before anything is sent."""
         return Attempt(
@@ -159,6 +161,7 @@ class SaleStore:
             idempotency_key=idempotency_key or "",
             fingerprint=fingerprint if idempotency_key else "",
             address=address,
+            queue_pass=queue_pass,
         )
 
     async def submit(self, sale_id: str, attempt: Attempt) -> PurchaseOutcome:

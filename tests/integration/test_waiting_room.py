@@ -400,8 +400,7 @@ async def test_no_more_are_admitted_than_there_are_units_and_a_unit_back_admits_
     for _ in range(5):  # the pace would admit all five within 5 ms; the two units admit two
         assert await admitted() == ["u1", "u2"]
     # u1 buys: its token is spent, its unit held - still nothing free for u3.
-    attempt = store.attempt(sale_id, "u1", 1)
-    attempt.queue_pass = True
+    attempt = store.attempt(sale_id, "u1", 1, queue_pass=True)
     bought = await store.submit(sale_id, attempt)
     assert bought.__class__.__name__ == "Reservation", bought
     assert await admitted() == ["u1", "u2"]
