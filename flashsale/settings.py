@@ -58,6 +58,9 @@ class RedisSettings(_Section, frozen=True):
     connect_timeout_seconds: Annotated[float, Meta(ge=0.01)]
     socket_timeout_seconds: Annotated[float, Meta(ge=0.01)]
     embedded_max_memory_mb: NonNegativeInt
+    cluster: Literal["auto", "yes", "no"]
+    wait_replicas: NonNegativeInt
+    wait_timeout_ms: PositiveInt
 
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(_REDIS_SCHEMES):

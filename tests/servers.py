@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from flashsale.runtime.redis_cluster import LocalCluster, local_redis_cluster
 from flashsale.runtime.redis_server import RedisServer, free_port
-from tests.polling import eventually_blocking
 
 
 def require_binary(name: str) -> str:
@@ -36,57 +36,16 @@ def redis_process(directory: Path, *extra: str) -> RedisServer:
 
 
 @contextmanager
-def redis_cluster(directory: Path, primaries: int = 3, replicas: int = 1) -> Iterator[list[str]]:
-    """A private Redis Cluster (`redis-server --cluster-enabled yes`, formed by `redis-cli
-    --cluster create`) on free loopback ports, in `directory`; yields its nodes' URLs once
-    every node reports the cluster ok; stops every node afterwards."""
-    cli = require_binary("redis-cli")
-    nodes = [
-        redis_process(
-            directory / f"node-{i}",
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            "2000",
-            # The bus port's default (port + 10000) may be past 65535 or taken: pick one.
-            "--cluster-port",
-            str(free_port()),
-        )
-        for i in range(primaries * (1 + replicas))
-    ]
-    try:
-        for node in nodes:
-            node.start()
-        subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
-             "--cluster-replicas", str(replicas), "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        eventually_blocking(
-            lambda: all(_cluster_ok(cli, n.port) for n in nodes)
-            and _replicas(cli, nodes[0].port) == primaries * replicas,
-            within=30, what="every node to report the cluster ok, with its replicas",
-        )  # fmt: skip
-        yield [node.url for node in nodes]
-    finally:
-        for node in nodes:
-            node.stop()
-
-
-def _replicas(cli: str, port: int) -> int:
-    nodes = subprocess.run(
-        [cli, "-p", str(port), "cluster", "nodes"], capture_output=True, text=True, check=False
-    ).stdout
-    return sum("slave" in line.split()[2] for line in nodes.splitlines() if line.strip())
-
-
-def _cluster_ok(cli: str, port: int) -> bool:
-    info = subprocess.run(
-        [cli, "-p", str(port), "cluster", "info"], capture_output=True, text=True, check=False
-    ).stdout
-    return "cluster_state:ok" in info
+def redis_cluster(
+    directory: Path, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 2000
+) -> Iterator[LocalCluster]:
+    """A private Redis Cluster for a test (flashsale.runtime.redis_cluster), which skips
+    locally, and fails in CI, where redis-server or redis-cli is missing."""
+    with local_redis_cluster(
+        directory, primaries, replicas, node_timeout_ms,
+        binary=require_binary("redis-server"), cli=require_binary("redis-cli"),
+    ) as cluster:  # fmt: skip
+        yield cluster
 
 
 @contextmanager

@@ -60,4 +60,4 @@ async def listen_for_stock_back(redis: Redis, flags: SoldOutFlags, stop: asyncio
             await pause(delay, stop)
             delay = min(delay * 2, 5.0)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # older redis-py

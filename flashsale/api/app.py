@@ -34,6 +34,7 @@ from flashsale.settings import Settings
 from flashsale.store.batcher import PurchaseBatcher
 from flashsale.store.breaker import CircuitBreaker
 from flashsale.store.client import connect
+from flashsale.store.replicas import ReplicaWait
 from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Scripts
 
@@ -62,8 +63,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
 
 async def _redis_store(app: web.Application) -> AsyncIterator[None]:
     settings, metrics, admission = app[SETTINGS], app[METRICS], app[ADMISSION]
-    redis = app[REDIS] = connect(settings)
-    scripts = app[SCRIPTS] = Scripts.register(redis, observe=metrics.observe_script)
+    redis = app[REDIS] = await connect(settings)
+    wait = ReplicaWait(settings.redis.wait_replicas, settings.redis.wait_timeout_ms)
+    scripts = app[SCRIPTS] = Scripts.register(redis, observe=metrics.observe_script, wait=wait)
     breaker = CircuitBreaker(
         settings.breaker.failure_threshold,
         settings.breaker.open_seconds,

@@ -36,7 +36,7 @@ class Engine:
 @asynccontextmanager
 async def engine(settings: Settings) -> AsyncIterator[Engine]:
     async with located_redis(settings) as url:
-        redis = connect(settings, url)
+        redis = await connect(settings, url)
         sink = open_sink(settings.orders.dsn, settings.data_dir)
         try:
             yield Engine(redis, Scripts.register(redis), sink)

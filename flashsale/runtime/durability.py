@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from flashsale.store.client import is_cluster
 
 log = logging.getLogger("flashsale.durability")
 
@@ -20,6 +24,8 @@ _RISKS = {
 
 async def durability_warnings(redis: Redis) -> list[str]:
     """One sentence per setting that can lose acknowledged orders; logs what it found."""
+    if is_cluster(redis):
+        return await _cluster_durability_warnings(cast(RedisCluster, redis))
     found: dict[str, str] = {}
     try:
         for name in SAFE:
@@ -44,6 +50,33 @@ async def durability_warnings(redis: Redis) -> list[str]:
         for name, wanted in SAFE.items()
         if found.get(name) != wanted
     ]
+    for warning in warnings:
+        log.warning("Redis durability: %s", warning)
+    return warnings
+
+
+async def _cluster_durability_warnings(cluster: RedisCluster) -> list[str]:
+    """Every node's settings (a replica promoted by a failover must be as durable as the
+    primary it replaces): one sentence per node and setting that can lose orders."""
+    per_node: dict[str, dict[str, str]] = {}
+    try:
+        for name in SAFE:
+            replies: Any = await cluster.config_get(name, target_nodes=RedisCluster.ALL_NODES)
+            for node, reply in replies.items():
+                per_node.setdefault(str(node), {}).update(
+                    {str(key): str(value) for key, value in reply.items()}
+                )
+    except redis_errors.RedisError as exc:
+        warning = f"could not read the cluster's persistence settings ({exc}); check them by hand"
+        log.warning(warning)
+        return [warning]
+    warnings = [
+        f"node {node}: {name} is {found.get(name)!r}, not {wanted!r}: {_RISKS[name]}"
+        for node, found in sorted(per_node.items())
+        for name, wanted in SAFE.items()
+        if found.get(name) != wanted
+    ]
+    log.info("Redis Cluster durability: %d nodes checked", len(per_node))
     for warning in warnings:
         log.warning("Redis durability: %s", warning)
     return warnings

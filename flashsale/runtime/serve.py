@@ -46,7 +46,7 @@ async def serve(settings: Settings) -> None:
 
 
 async def _report_durability(settings: Settings) -> None:
-    redis = connect(settings)
+    redis = await connect(settings)
     try:
         await durability_warnings(redis)
     finally:

@@ -86,20 +86,20 @@ class SaleStore:
 
     async def get_sale(self, sale_id: str) -> SaleRecord | None:
         async with self._guard():
-            pipe = self._redis.pipeline(transaction=False)
-            queued(pipe.hgetall(keys.sale(sale_id)), pipe.time())
-            fields, (seconds, micros) = await pipe.execute()
+            now, fields = await self._scripts.read_sale(sale_id)
         if not fields:
             return None
-        return _sale_record(sale_id, fields, seconds * 1000 + micros // 1000)
+        return _sale_record(sale_id, fields, now)
 
     async def list_sales(self) -> list[SaleRecord]:
         async with self._guard():
             sale_ids = await self._sale_ids()
             pipe = self._redis.pipeline(transaction=False)
-            queued(*(pipe.hgetall(keys.sale(sale_id)) for sale_id in sale_ids), pipe.time())
-            *rows, (seconds, micros) = await pipe.execute()
-        now = seconds * 1000 + micros // 1000
+            queued(*(pipe.hgetall(keys.sale(sale_id)) for sale_id in sale_ids))
+            rows = await pipe.execute()
+            # One clock for the listing (on a cluster, one node's: NTP keeps them within
+            # milliseconds, and each script judges a window by its own node's clock anyway).
+            now = await self._scripts.probe()
         # An id indexed by a create that then lost its race or crashed has no hash: skip it.
         return [_sale_record(sid, f, now) for sid, f in zip(sale_ids, rows, strict=True) if f]
 

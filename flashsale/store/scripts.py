@@ -24,6 +24,7 @@ from flashsale.store.outcomes import (
     Settled,
     SettleOutcome,
 )
+from flashsale.store.replicas import NO_WAIT, ReplicaWait, call_replicated
 
 ScriptObserver = Callable[[str, float], None]
 # A batch of counts is retried every second until Redis takes it; an hour covers any outage
@@ -60,6 +61,7 @@ class _Bound:
     retire_sale: _Script
     settle_attempt: _Script
     probe: _Script
+    read_sale: _Script
     queue_join: _Script
     queue_tick: _Script
     queue_seen: _Script
@@ -67,18 +69,29 @@ class _Bound:
 
 
 class Scripts:
-    def __init__(self, bound: _Bound, observe: ScriptObserver | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        bound: _Bound,
+        observe: ScriptObserver | None = None,
+        wait: ReplicaWait = NO_WAIT,
+    ) -> None:
+        self._redis = redis
         self._bound = bound
         self._observe = observe or (lambda _name, _seconds: None)
+        self._wait = wait
 
     @classmethod
-    def register(cls, redis: Redis, observe: ScriptObserver | None = None) -> Scripts:
-        """`observe(script, seconds)` hears the duration of every call (for metrics)."""
+    def register(
+        cls, redis: Redis, observe: ScriptObserver | None = None, wait: ReplicaWait = NO_WAIT
+    ) -> Scripts:
+        """`observe(script, seconds)` hears the duration of every call (for metrics); `wait`
+        makes each purchase wait for replicas to have it before its answer."""
         scripts = {
             f.name: _Script(f.name, redis.register_script(script_source(f.name)))
             for f in fields(_Bound)
         }
-        return cls(_Bound(**scripts), observe)
+        return cls(redis, _Bound(**scripts), observe, wait)
 
     async def _call(self, script: _Script, script_keys: list[str], args: list[Any]) -> Any:
         started = time.perf_counter()
@@ -86,9 +99,25 @@ class Scripts:
         self._observe(script.name, time.perf_counter() - started)
         return result
 
+    async def _call_replicated(
+        self, script: _Script, script_keys: list[str], args: list[Any]
+    ) -> Any:
+        """`_call`, answering only once `wait.replicas` replicas have the writes."""
+        if not self._wait.replicas:
+            return await self._call(script, script_keys, args)
+        started = time.perf_counter()
+        result = await call_replicated(self._redis, self._wait, script.script, script_keys, args)
+        self._observe(script.name, time.perf_counter() - started)
+        return result
+
     async def probe(self) -> int:
         """A real script round trip; the Redis server's time in ms."""
         return int(await self._call(self._bound.probe, [], []))
+
+    async def read_sale(self, sale_id: str) -> tuple[int, dict[str, str]]:
+        """(the time of the Redis holding the sale in ms, the sale's hash; empty: no sale)."""
+        now, *flat = await self._call(self._bound.read_sale, [keys.sale(sale_id)], [])
+        return int(now), dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def create_sale(
         self, sale_id: str, ref: str, sale: NewSale, creation_id: str
@@ -135,7 +164,8 @@ class Scripts:
     ) -> PurchaseOutcome:
         """One attempt. `replay_only`: the stored answer to this attempt or its idempotency
         key, else sold_out with nothing written (the caller's sold-out flag is up)."""
-        reply = await self._call(
+        call = self._call if replay_only else self._call_replicated
+        reply = await call(
             self._bound.purchase,
             [
                 keys.sale(sale_id), keys.held(sale_id), keys.order(sale_id, attempt.order_id),
@@ -182,7 +212,7 @@ class Scripts:
                 for a in attempts
             ]
         )
-        reply = await self._call(
+        reply = await self._call_replicated(
             self._bound.purchase_batch,
             [
                 keys.sale(sale_id), keys.held(sale_id), keys.holds(sale_id),

@@ -41,14 +41,15 @@ class HoldSweeper:
         pipe = self._redis.pipeline(transaction=False)
         # The earliest holds of each sale: the due ones, if any, are among them.
         queued(
-            pipe.time(),
             *(
                 pipe.zrange(keys.holds(sale_id), 0, self._batch_size - 1, withscores=True)
                 for sale_id in sale_ids
             ),
         )
-        (seconds, micros), *earliest = await pipe.execute()
-        now = seconds * 1000 + micros // 1000
+        earliest = await pipe.execute()
+        # Which holds look due, by one node's clock (a cluster pipeline cannot carry TIME):
+        # expire_holds.lua judges each candidate again by the clock of the node holding it.
+        now = await self._scripts.probe()
         released, more = 0, False
         for sale_id, holds in zip(sale_ids, earliest, strict=True):
             due = [str(order_id) for order_id, expires_at in holds if expires_at <= now]

@@ -15,11 +15,11 @@ from flashsale.api.app import create_app
 from flashsale.settings import Settings, load_settings
 from flashsale.sinks import OrderSink, open_sink
 from flashsale.store.batcher import PurchaseBatcher
-from flashsale.store.client import connect
+from flashsale.store.client import connect_single
 from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Scripts
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
-from tests.servers import PostgresServer, redis_server
+from tests.servers import PostgresServer, redis_cluster, redis_server
 
 CreateSale = Callable[..., Awaitable[dict[str, Any]]]
 Client = TestClient[Any, Any]
@@ -51,7 +51,7 @@ def settings(
 
 @pytest.fixture(scope="session")
 async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = connect(settings)
+    client = connect_single(settings)
     yield client
     await client.aclose()
 
@@ -96,6 +96,13 @@ def create_sale(client: TestClient[Any, Any]) -> CreateSale:
         return created
 
     return create
+
+
+@pytest.fixture(scope="session")
+def cluster_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """A private Redis Cluster for the session (3 primaries, 3 replicas): its nodes' URLs."""
+    with redis_cluster(Path(tmp_path_factory.mktemp("cluster"))) as cluster:
+        yield cluster.urls
 
 
 @pytest.fixture

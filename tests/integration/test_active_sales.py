@@ -17,7 +17,7 @@ from flashsale.metrics import Metrics
 from flashsale.records import NewSale, SaleChange
 from flashsale.settings import Settings
 from flashsale.sinks import OrderSink, open_sink
-from flashsale.store.client import connect
+from flashsale.store.client import connect_single
 from flashsale.store.outcomes import Reservation, Settled
 from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Scripts
@@ -39,7 +39,7 @@ class Engine:
 @pytest.fixture
 async def engine(private_redis: str, settings: Settings, tmp_path: Path) -> AsyncIterator[Engine]:
     own = settings.replace(redis_url=private_redis, redis_max_connections=200)
-    redis = connect(own)
+    redis = connect_single(own)
     scripts = Scripts.register(redis)
     sink = open_sink(f"sqlite:{tmp_path / 'orders.sqlite3'}", tmp_path)
     worker = Worker(redis, scripts, sink, worker_settings(own), Metrics())

@@ -1,13 +1,12 @@
 """The engine's Lua scripts on a real Redis Cluster (3 primaries, 3 replicas, formed by
 `redis-cli --cluster create` on free loopback ports): every key a sale's scripts touch
 shares one slot, and every script runs there, through redis-py's cluster client - the first
-piece of issue 12 (the service itself does not run on a cluster yet)."""
+piece of issue 12 (tests/integration/test_cluster_service.py runs the service there)."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -20,17 +19,10 @@ from flashsale.resources import lua_dir
 from flashsale.store.outcomes import Attempt, Rejected, Rejection, Reservation, Settled
 from flashsale.store.scripts import Joined, Scripts
 from tests.polling import eventually
-from tests.servers import redis_cluster
 
 pytestmark = pytest.mark.cluster
 
 FAR = 4_102_444_800_000  # 2100-01-01, in ms
-
-
-@pytest.fixture(scope="module")
-def cluster_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    with redis_cluster(Path(tmp_path_factory.mktemp("cluster"))) as urls:
-        yield urls
 
 
 @pytest.fixture
@@ -91,6 +83,10 @@ async def test_every_script_runs_on_the_cluster(cluster: RedisCluster) -> None:
     assert await scripts.probe() > 0
     new = NewSale("SKU", "cluster sale", 5, 0, FAR, 2, 1, waiting_room=WaitingRoom())
     assert await scripts.create_sale(sale_id, "ref", new, "creation-1") is None
+    now, fields = await scripts.read_sale(sale_id)
+    assert fields["name"] == "cluster sale"
+    assert abs(now - await scripts.probe()) < 5_000
+    assert (await scripts.read_sale("no-such-sale"))[1] == {}
     first = await scripts.purchase(sale_id, Attempt(f"{sale_id}-1", "u1", 1), 60_000, 0)
     assert isinstance(first, Reservation)
     batch = await scripts.purchase_batch(

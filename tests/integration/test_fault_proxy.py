@@ -21,7 +21,7 @@ from flashsale.resources import lua_dir
 from flashsale.settings import Settings
 from flashsale.sinks import open_sink
 from flashsale.store.batcher import PurchaseBatcher
-from flashsale.store.client import connect
+from flashsale.store.client import connect_single
 from flashsale.store.lua import script_source
 from flashsale.store.outcomes import Rejected, Reservation, Settled
 from flashsale.store.sales import SaleStore
@@ -58,7 +58,7 @@ async def through(settings: Settings, private_redis: str) -> AsyncIterator[Throu
     proxy = FaultProxy(str(target.hostname), int(target.port or 6379))
     await proxy.start()
     own = settings.replace(redis_url=proxy.url)
-    redis = connect(own)
+    redis = connect_single(own)
     scripts = Scripts.register(redis)
     store = SaleStore(redis, scripts, 3600)
     batcher = None
@@ -161,7 +161,7 @@ async def test_an_acknowledgement_whose_reply_is_lost_loses_and_doubles_nothing(
         assert isinstance(held, Reservation)
         orders.append(held.order_id)
     sink = open_sink(f"sqlite:{tmp_path / 'orders.sqlite3'}", tmp_path)
-    worker_redis = connect(t.settings)  # through the proxy, with the engine's retry
+    worker_redis = connect_single(t.settings)  # through the proxy, with the engine's retry
     worker = Worker(
         worker_redis, Scripts.register(worker_redis), sink,
         worker_settings(t.settings, worker_claim_idle_seconds=0.05), Metrics(),
@@ -187,7 +187,7 @@ async def test_a_dead_letter_whose_reply_is_lost_is_written_once(
     sale_id = await new_sale(t, stock=10)
     await t.direct.xadd(keys.events(sale_id), {"type": "reserved", "order_id": "garbled"})
     sink = open_sink(f"sqlite:{tmp_path / 'orders.sqlite3'}", tmp_path)
-    worker_redis = connect(t.settings)
+    worker_redis = connect_single(t.settings)
     worker = Worker(
         worker_redis, Scripts.register(worker_redis), sink, worker_settings(t.settings), Metrics()
     )

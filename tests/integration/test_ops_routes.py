@@ -14,7 +14,7 @@ from flashsale.api.app import create_app
 from flashsale.runtime.durability import durability_warnings
 from flashsale.runtime.redis_server import free_port
 from flashsale.settings import Settings, load_settings
-from flashsale.store.client import connect
+from flashsale.store.client import connect_single
 from tests.helpers import ADMIN_TOKEN, metric
 from tests.integration.conftest import CreateSale
 from tests.servers import redis_server
@@ -101,7 +101,7 @@ async def test_durable_redis_gets_no_warning(tmp_path: Path) -> None:
 
 
 def connect_url(url: str) -> Redis:
-    return connect(load_settings(env={}, overrides={"redis_url": url}))
+    return connect_single(load_settings(env={}, overrides={"redis_url": url}))
 
 
 async def test_unreachable_redis_is_a_warning_not_a_crash() -> None:

@@ -31,7 +31,7 @@ from flashsale.records import NewSale, SaleChange
 from flashsale.runtime.redis_server import RedisServer
 from flashsale.settings import Settings
 from flashsale.store.batcher import PurchaseBatcher
-from flashsale.store.client import connect
+from flashsale.store.client import connect_single
 from flashsale.store.outcomes import Rejected, Rejection, Reservation, Settled
 from flashsale.store.sales import SaleStore
 from flashsale.store.scripts import Scripts
@@ -262,7 +262,7 @@ class Environment:
         self.server.start()
         self.loop = asyncio.new_event_loop()
         own = engine_settings.replace(redis_url=self.server.url)
-        self.redis = connect(own)
+        self.redis = connect_single(own)
         scripts = Scripts.register(self.redis)
         self.store = SaleStore(self.redis, scripts, 3600)
         self.batcher = None
