@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="check the invariants; non-zero exit on violation")
     audit.add_argument("--data-dir", help="where the embedded Redis and SQLite live (default var)")
     audit.add_argument("--sale", dest="sale_id", help="audit only this sale")
+    audit.add_argument(
+        "--repair",
+        action="store_true",
+        help="first bring Redis level with the order store where a failover lost writes "
+        "(stock first; what would oversell is reported, not restored)",
+    )
 
     dead = commands.add_parser(
         "dead-letters", help="order events the order store refused: list them, or replay them"
@@ -90,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "worker":
             run_coroutine(run_worker(settings, args.burst))
         elif args.command == "audit":
-            return 0 if run_coroutine(run_audit(settings, args.sale_id)) else 1
+            return 0 if run_coroutine(run_audit(settings, args.sale_id, repair=args.repair)) else 1
         elif args.command == "dead-letters":
             run_coroutine(run_dead_letters(settings, args.action, args.sale_id, args.json))
     except FlashsaleError as exc:

@@ -1,4 +1,5 @@
-"""`flashsale worker` and `flashsale audit`: the engine's background work and its checks."""
+"""`flashsale worker` and `flashsale audit`: the engine's background work, its checks and
+the repair after a failover."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from flashsale.store.client import connect
 from flashsale.store.dead_letters import DeadLetters
 from flashsale.store.scripts import Scripts
 from flashsale.worker.audit import audit_sale, render
+from flashsale.worker.repair import repair_sale
 from flashsale.worker.worker import Worker
 
 log = logging.getLogger("flashsale.commands")
@@ -58,13 +60,16 @@ async def run_worker(settings: Settings, burst: bool) -> None:
         log.info("worker stopped; nothing it had read is left unacknowledged")
 
 
-async def run_audit(settings: Settings, sale_id: str | None) -> bool:
-    """Prints the report; returns True when every invariant holds."""
+async def run_audit(settings: Settings, sale_id: str | None, *, repair: bool = False) -> bool:
+    """Prints the report (after the repair, with `repair`); True when every invariant holds."""
     async with engine(settings) as parts:
         if sale_id is None:
             sale_ids = sorted(str(s) for s in await parts.redis.smembers(keys.SALES_INDEX))
         else:
             sale_ids = [sale_id]
+        if repair:
+            for s in sale_ids:
+                print((await repair_sale(parts.redis, parts.scripts, parts.sink, s)).render())
         reports = [await audit_sale(parts.redis, parts.sink, s) for s in sale_ids]
     print(render(reports), flush=True)
     return all(not r.violations for r in reports)

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from flashsale import keys
-from flashsale.records import NewSale, SaleChange, WaitingRoom
+from flashsale.records import NewSale, OrderRecord, SaleChange, WaitingRoom
 from flashsale.store.lua import script_source
 from flashsale.store.outcomes import (
     Attempt,
@@ -62,6 +62,7 @@ class _Bound:
     settle_attempt: _Script
     probe: _Script
     read_sale: _Script
+    restore_order: _Script
     queue_join: _Script
     queue_tick: _Script
     queue_seen: _Script
@@ -309,6 +310,23 @@ class Scripts:
             [FENCE_TTL_MS],
         )
         return str(status) if outcome == "found" else None
+
+    async def restore_order(self, sale_id: str, order: OrderRecord) -> tuple[str, str]:
+        """Brings Redis level with the order store for one order (restore_order.lua):
+        (outcome, the order's status in Redis afterwards)."""
+        outcome, status = await self._call(
+            self._bound.restore_order,
+            [
+                keys.sale(sale_id), keys.held(sale_id), keys.order(sale_id, order.order_id),
+                keys.holds(sale_id), keys.events(sale_id), keys.orders(sale_id),
+                keys.fence(sale_id, order.order_id),
+            ],
+            [
+                order.order_id, order.user_id, order.quantity, order.status.value,
+                order.created_at, order.expires_at, sale_id,
+            ],
+        )  # fmt: skip
+        return str(outcome), str(status)
 
     async def queue_join(self, sale_id: str, user_id: str, random_key: float) -> Joined | Rejected:
         """Puts the user in the sale's waiting room (`random_key` in [0, 1) orders the

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from flashsale import keys
-from flashsale.records import NewSale, SaleChange, WaitingRoom
+from flashsale.records import NewSale, OrderRecord, OrderStatus, SaleChange, WaitingRoom
 from flashsale.resources import lua_dir
 from flashsale.store.outcomes import Attempt, Rejected, Rejection, Reservation, Settled
 from flashsale.store.scripts import Joined, Scripts
@@ -93,6 +93,8 @@ async def test_every_script_runs_on_the_cluster(cluster: RedisCluster) -> None:
         sale_id, [Attempt(f"{sale_id}-2", "u2", 1), Attempt(f"{sale_id}-3", "u3", 1)], 60_000, 0
     )
     assert all(isinstance(outcome, Reservation) for outcome in batch)
+    lost = OrderRecord(f"{sale_id}-4", sale_id, "u4", 1, OrderStatus.CONFIRMED, 0, FAR)
+    assert await scripts.restore_order(sale_id, lost) == ("restored", "confirmed")
     assert await scripts.confirm(sale_id, f"{sale_id}-1") == Settled("confirmed", False)
     assert await scripts.cancel(sale_id, f"{sale_id}-2") == Settled("cancelled", False)
 
