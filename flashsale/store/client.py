@@ -63,9 +63,10 @@ def connect_cluster(settings: Settings, url: str) -> RedisCluster:
         # call is judged by its own error; the client still refreshes the slot map after it
         # (a failover) and follows MOVED/ASK redirects, which are not retries.
         retry=Retry(NoBackoff(), 0),
-        # Bounded by the engine's own in-flight limit; past this the cluster client raises
-        # rather than waits, so it is set well above what admission lets through.
-        max_connections=settings.redis.max_connections * 4,
+        # Per node. The cluster client raises at its cap rather than wait for a free
+        # connection, so the cap is what the process can ever ask of one node at once: the
+        # in-flight bound covers the requests, the plain pool's size the background loops.
+        max_connections=settings.admission.max_in_flight + settings.redis.max_connections,
     )
 
 

@@ -53,7 +53,10 @@ def unavailable(
 
 def _may_have_run(exc: BaseException) -> bool:
     """A read that timed out or a connection lost after the command went out may have let it
-    run; a connection never made, or Redis' own refusal, did not."""
+    run; a connection never made (or never taken from a full cluster pool), or Redis' own
+    refusal, did not."""
+    if isinstance(exc, redis_errors.MaxConnectionsError):
+        return False
     lost_reply = isinstance(
         exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)
     ) and not isinstance(exc, redis_errors.BusyLoadingError)

@@ -58,3 +58,19 @@ async def test_a_call_cut_short_by_its_deadline_is_not_a_redis_failure() -> None
             async with asyncio.timeout(0.01), guard():
                 await asyncio.Event().wait()  # Redis stalls; the shopper's deadline passes
     assert breaker.state is BreakerState.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("exc", "may_have_run"),
+    [
+        (redis_errors.TimeoutError("Timeout reading from socket"), True),
+        (redis_errors.ConnectionError("Connection closed by server."), True),
+        (redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:6379."), False),
+        # The cluster client's pool for a node was full: nothing was sent.
+        (redis_errors.MaxConnectionsError(), False),
+    ],
+)
+def test_only_a_command_that_went_out_may_have_run(exc: Exception, may_have_run: bool) -> None:
+    failure = unavailable(exc)
+    assert failure is not None
+    assert failure.may_have_run is may_have_run
