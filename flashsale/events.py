@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flashsale import keys
 from flashsale.errors import PoisonEventError
 from flashsale.records import OrderStatus
 
@@ -27,7 +28,7 @@ def parse_event(entry_id: str, fields: Mapping[str, str]) -> OrderEvent:
         event = OrderEvent(
             entry_id=entry_id,
             order_id=fields["order_id"],
-            sale_id=fields["sale_id"],
+            sale_id=keys.parent_sale(fields["sale_id"]),  # the order store has no buckets
             user_id=fields["user_id"],
             quantity=int(fields["quantity"]),
             status=OrderStatus(fields["status"]),

@@ -21,6 +21,21 @@ def lua_constants() -> str:
     return f"local STOCK_BACK_CHANNEL = '{STOCK_BACK_CHANNEL}'\n"
 
 
+# A sale created with "shards": K > 1 keeps its stock in K buckets, each a sale of its own to
+# the scripts, on its own slot: SALE~0 ... SALE~(K-1). "~" never appears in an id a client
+# sends (API.md's identifiers), so a bucket's id never meets a sale's.
+BUCKET_SEPARATOR = "~"
+
+
+def bucket(sale_id: str, index: int) -> str:
+    return f"{sale_id}{BUCKET_SEPARATOR}{index}"
+
+
+def parent_sale(sale_or_bucket: str) -> str:
+    """The sale a bucket belongs to (a sale that is not a bucket is its own)."""
+    return sale_or_bucket.partition(BUCKET_SEPARATOR)[0]
+
+
 def sale_ref(ref: str) -> str:
     """Maps the short ref embedded in order ids back to its sale id."""
     return f"{PREFIX}:ref:{ref}"
@@ -80,6 +95,17 @@ def fence(sale_id: str, order_id: str) -> str:
 def patch_applied(sale_id: str, change_id: str) -> str:
     """Marks an operator's change as applied (with its body's fingerprint)."""
     return f"{_sale_prefix(sale_id)}:patch:{change_id}"
+
+
+def transfers(sale_id: str) -> str:
+    """A bucket's stock transfers to other buckets not yet known delivered (transfer id ->
+    "receiver|units"): the rebalancer's to-do list (lua/take_stock.lua, give_stock.lua)."""
+    return f"{_sale_prefix(sale_id)}:transfers"
+
+
+def transfer_received(sale_id: str, transfer_id: str) -> str:
+    """Set in the receiving bucket when a transfer's units arrived, so they arrive once."""
+    return f"{_sale_prefix(sale_id)}:received:{transfer_id}"
 
 
 def idempotency(sale_id: str, user_id: str, key: str) -> str:

@@ -102,6 +102,11 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        self.stock_rebalanced = Counter(
+            "flashsale_stock_rebalanced_total",
+            "Units moved between the buckets of sales of several shards.",
+            registry=self.registry,
+        )
         self.holds_expired = Counter(
             "flashsale_holds_expired_total",
             "Holds the sweeper released because they passed their expiry.",

@@ -50,6 +50,7 @@ class NewSale:
     hold_seconds: int
     holds_per_address: int | None = None  # None: no cap
     waiting_room: WaitingRoom = WaitingRoom()
+    shards: int = 1  # > 1: the stock lives in that many buckets, on different slots
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ class WorkerSettings(_Section, frozen=True):
     backoff_max_seconds: Annotated[float, Meta(ge=0.05)]
     idle_poll_seconds: Annotated[float, Meta(ge=0.001)]
     sweep_interval_seconds: Annotated[float, Meta(ge=0.01)]
+    rebalance_interval_seconds: Annotated[float, Meta(ge=0.01)]
 
 
 class PurchasesSettings(_Section, frozen=True):

@@ -22,6 +22,8 @@
 --   outcome "idempotency_conflict"                 the key was used with another body
 --   outcome "overloaded"                           the order store is behind by max_backlog;
 --                                                  nothing is taken or remembered
+--   outcome "sharded"                              the sale's units are in its buckets: send
+--                                                  the attempt to the user's bucket instead
 --   outcome "fenced"                               the engine settled this attempt as never
 --                                                  made (its answer was 202 pending and it
 --                                                  arrived late): nothing is taken
@@ -77,9 +79,14 @@ local function purchase_one(sale, attempt)
 
   local fields = redis.call('HMGET', sale_key,
     'stock_left', 'starts_at', 'ends_at', 'ended_at', 'paused', 'per_user_limit', 'hold_seconds',
-    'holds_per_address', 'wr_enabled')
+    'holds_per_address', 'wr_enabled', 'buckets')
   if not fields[1] then
     return {'not_found', '', 0, 0, 0, -1}
+  end
+  if fields[10] and fields[10] ~= '' then
+    -- A sale of several shards holds no units itself: the caller did not know, and sends the
+    -- attempt again to the user's bucket. Nothing counted: it never was an attempt here.
+    return {'sharded', '', 0, 0, 0, -1}
   end
   if fields[9] == '1' and not queue_pass then
     return {'queue_required', '', 0, 0, 0, -1}  -- nothing counted: it never was an attempt

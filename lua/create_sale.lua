@@ -14,6 +14,10 @@
 -- ARGV[11] holds_per_address: the most unpaid units one client address may hold (0: no cap)
 -- ARGV[12] waiting room on ("1"/"0")  ARGV[13] its admit_per_second (0: the engine's pace)
 -- ARGV[14] its purchase tokens' lifetime (s)  ARGV[15] how long before the start it opens (ms)
+-- ARGV[16] shards: 1 for a sale that holds its own stock (also each bucket of a sharded
+--          sale); K > 1 for a sharded sale's own hash, which holds the total and no units
+--          (stock_left 0: a purchase sent to it, never to a bucket, finds it sold out)
+-- ARGV[17] the buckets' ids, comma-separated ("" for a sale that is not sharded)
 --
 -- Returns {outcome, now_ms}: outcome "ok" or "sale_exists".
 
@@ -37,7 +41,8 @@ if type(created) == 'table' and created.err and not string.find(created.err, '^B
 end
 redis.call('HSET', KEYS[1],
   'sku', ARGV[1], 'name', ARGV[2], 'ref', ARGV[3],
-  'stock_total', ARGV[4], 'stock_left', ARGV[4],
+  'stock_total', ARGV[4], 'stock_left', tonumber(ARGV[16]) > 1 and 0 or ARGV[4],
+  'shards', ARGV[16], 'buckets', ARGV[17],
   'starts_at', ARGV[5], 'ends_at', ARGV[6], 'ended_at', 0, 'paused', 0,
   'per_user_limit', ARGV[7], 'peak_per_user_limit', ARGV[7], 'hold_seconds', ARGV[8],
   'holds_per_address', ARGV[11],

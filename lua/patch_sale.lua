@@ -8,7 +8,9 @@
 -- KEYS[1]  sale hash  fs:{sale}:sale
 -- KEYS[2]  the change's applied marker  fs:{sale}:patch:<change id>
 --
--- ARGV[1] add_stock  ARGV[2] starts_at ms  ARGV[3] ends_at ms  ARGV[4] paused ("1"/"0")
+-- ARGV[1] add_stock (on a sharded sale's own hash: its total only; each bucket gets its
+--         share through a patch of its own)
+-- ARGV[2] starts_at ms  ARGV[3] ends_at ms  ARGV[4] paused ("1"/"0")
 -- ARGV[5] per_user_limit        -- each "" when the operator did not send it
 -- ARGV[6] sale_id, announced on STOCK_BACK_CHANNEL when stock is added
 -- ARGV[7] fingerprint of the change  ARGV[8] how long the marker is kept, in ms
@@ -23,7 +25,7 @@
 -- A change may give a retired sale work again (a window reopened): it is no longer retired.
 
 local now = redis_now_ms()
-local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'ended_at')
+local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'ended_at', 'shards')
 if not sale[1] then
   return {'not_found', now}
 end
@@ -45,8 +47,11 @@ end
 
 if ARGV[1] ~= '' then
   redis.call('HINCRBY', KEYS[1], 'stock_total', ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'stock_left', ARGV[1])
-  redis.call('PUBLISH', STOCK_BACK_CHANNEL, ARGV[6])
+  -- A sharded sale's own hash holds no units (its buckets do): only its total grows.
+  if tonumber(sale[4] or '1') <= 1 then
+    redis.call('HINCRBY', KEYS[1], 'stock_left', ARGV[1])
+    redis.call('PUBLISH', STOCK_BACK_CHANNEL, ARGV[6])
+  end
 end
 redis.call('HSET', KEYS[1], 'starts_at', starts_at, 'ends_at', ends_at)
 redis.call('HDEL', KEYS[1], 'retired')

@@ -161,17 +161,24 @@ _REJECTION_DETAILS: dict[Rejection, str] = {
     ),
     Rejection.ROOM_OFF: "this sale has no waiting room",
     Rejection.QUEUE_NOT_OPEN: "the sale's waiting room has not opened yet",
+    Rejection.SHARDED: "the sale's stock moved between its shards; retry",
+    Rejection.NOT_FOR_SHARDS: (
+        "holds_per_address and waiting_room are not available on a sale of several shards"
+    ),
 }
 # Script refusals reported under another code than their own.
 _CODE_OF: dict[Rejection, ProblemCode] = {
     Rejection.INVALID_WINDOW: ProblemCode.INVALID_REQUEST,
+    Rejection.NOT_FOR_SHARDS: ProblemCode.INVALID_REQUEST,
+    # Only if the engine's own resend were refused again: nothing was taken.
+    Rejection.SHARDED: ProblemCode.OVERLOADED,
     Rejection.OVERLOADED: ProblemCode.OVERLOADED,
     Rejection.FENCED: ProblemCode.OVERLOADED,
     Rejection.ROOM_OFF: ProblemCode.NOT_FOUND,
     Rejection.QUEUE_NOT_OPEN: ProblemCode.SALE_NOT_STARTED,
 }
 # Refusals that took nothing and are answered 503: retrying later is always safe.
-_OVERLOADED = frozenset({Rejection.OVERLOADED, Rejection.FENCED})
+_OVERLOADED = frozenset({Rejection.OVERLOADED, Rejection.FENCED, Rejection.SHARDED})
 # Seconds a shopper should wait after a backlog refusal: the worker drains thousands of
 # events a second, so the backlog is usually gone by then.
 BACKLOG_RETRY_AFTER = "1"

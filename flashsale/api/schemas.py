@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from flashsale import keys
 from flashsale.records import (
     DeadLetter,
     NewSale,
@@ -19,6 +20,7 @@ from flashsale.records import (
     WaitingRoom,
 )
 from flashsale.store.outcomes import Pending
+from flashsale.store.shards import MAX_SHARDS
 from flashsale.timefmt import format_ms, to_ms
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -31,6 +33,15 @@ StartsAt = Annotated[Timestamp, Meta(examples=["2000-01-01T00:00:00Z"])]
 EndsAt = Annotated[Timestamp, Meta(examples=["2999-12-31T23:59:59Z"])]
 Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
 StockAmount = Annotated[int, Meta(ge=1, le=1_000_000_000)]
+Shards = Annotated[
+    int,
+    Meta(
+        ge=1, le=MAX_SHARDS,
+        description="Buckets the stock is spread over, each on its own Redis slot (1: one "
+        "slot). Each user is always served by the same bucket; a rebalancer moves stock to "
+        "buckets that ran out. Not with holds_per_address or a waiting room.",
+    ),
+]  # fmt: skip
 PerUserLimit = Annotated[int, Meta(ge=1, le=1_000_000)]
 HoldSeconds = Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
 HoldsPerAddress = Annotated[
@@ -121,6 +132,7 @@ class CreateSaleRequest(Struct, forbid_unknown_fields=True):
     hold_seconds: HoldSeconds = DEFAULT_HOLD_SECONDS
     holds_per_address: HoldsPerAddress | None = None
     waiting_room: WaitingRoomSettings | None = None
+    shards: Shards = 1
 
     def new_sale(self) -> NewSale:
         return NewSale(
@@ -133,6 +145,7 @@ class CreateSaleRequest(Struct, forbid_unknown_fields=True):
             hold_seconds=self.hold_seconds,
             holds_per_address=self.holds_per_address,
             waiting_room=self.waiting_room.record() if self.waiting_room else WaitingRoom(),
+            shards=self.shards,
         )
 
 
@@ -329,7 +342,7 @@ def admin_sale_view(sale: SaleRecord) -> AdminSaleView:
 def pending_view(pending: Pending) -> PendingView:
     return PendingView(
         order_id=pending.order_id,
-        sale_id=pending.sale_id,
+        sale_id=keys.parent_sale(pending.sale_id),  # it was sent to a bucket of the sale
         user_id=pending.user_id,
         quantity=pending.quantity,
         status=OrderStatus.PENDING,
@@ -339,7 +352,7 @@ def pending_view(pending: Pending) -> PendingView:
 def pending_order_view(pending: Pending) -> OrderView:
     return OrderView(
         order_id=pending.order_id,
-        sale_id=pending.sale_id,
+        sale_id=keys.parent_sale(pending.sale_id),  # it was sent to a bucket of the sale
         user_id=pending.user_id,
         quantity=pending.quantity,
         status=OrderStatus.PENDING,

@@ -28,6 +28,11 @@ class Rejection(enum.StrEnum):
     # The waiting room's refusals of a join.
     ROOM_OFF = "room_off"
     QUEUE_NOT_OPEN = "queue_not_open"
+    # A change a sale of several shards does not take (its buckets cannot share one cap).
+    NOT_FOR_SHARDS = "not_for_shards"
+    # An attempt sent to a sale of several shards, not to the user's bucket: nothing taken,
+    # and the engine sends it on (never a shopper's answer).
+    SHARDED = "sharded"
 
 
 @dataclass(slots=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from flashsale import keys
 from flashsale.errors import StoreUnavailableError
@@ -20,10 +22,11 @@ from flashsale.records import (
     SaleRecord,
     WaitingRoom,
 )
+from flashsale.store import sharded, shards
 from flashsale.store.active_sales import ActiveSales
 from flashsale.store.batcher import PurchaseBatcher
 from flashsale.store.breaker import CircuitBreaker
-from flashsale.store.client import queued
+from flashsale.store.client import is_cluster, queued
 from flashsale.store.dead_letters import DeadLetters
 from flashsale.store.guard import RedisGuard
 from flashsale.store.outcomes import (
@@ -58,6 +61,7 @@ class SaleStore:
         self._guard = RedisGuard(breaker)
         self._batcher: PurchaseBatcher | None = None
         self._sale_of_ref: dict[str, str] = {}
+        self._buckets: dict[str, list[str]] = {}
         self.active = ActiveSales(redis, scripts)
         self.dead_letters = DeadLetters(redis, scripts, self.active, self._guard)
 
@@ -71,32 +75,95 @@ class SaleStore:
             return await self._scripts.probe()
 
     async def create_sale(self, sale_id: str, sale: NewSale) -> SaleRecord | Rejected:
-        ref = sale_ref(sale_id)
         creation_id = secrets.token_hex(8)  # named before the call: a resent call is known
         async with self._guard():
-            if not await self._redis.set(keys.sale_ref(ref), sale_id, nx=True):
-                owner = await self._redis.get(keys.sale_ref(ref))
-                if owner != sale_id:
-                    # Two ids sharing a 50-bit ref: astronomically rare, but never silent.
-                    return Rejected(Rejection.SALE_EXISTS)
+            if not await self._claim_ref(sale_id):
+                return Rejected(Rejection.SALE_EXISTS)
+            bucket_ids: list[str] = []
+            if sale.shards > 1:
+                bucket_ids = shards.candidate_buckets(sale_id, sale.shards, self._slot_owner)
+                # The buckets first: a sale whose hash exists has every bucket it names.
+                for bucket_id, bucket in zip(bucket_ids, sharded.bucket_sales(sale), strict=True):
+                    if not await self._claim_ref(bucket_id):
+                        return Rejected(Rejection.SALE_EXISTS)
+                    await self.active.add(bucket_id)
+                    refused = await self._scripts.create_sale(
+                        bucket_id, sale_ref(bucket_id), bucket, creation_id
+                    )
+                    if refused:
+                        return refused
             await self._redis.sadd(keys.SALES_INDEX, sale_id)
             await self.active.add(sale_id)
-            refused = await self._scripts.create_sale(sale_id, ref, sale, creation_id)
+            refused = await self._scripts.create_sale(
+                sale_id, sale_ref(sale_id), sale, creation_id, bucket_ids
+            )
         return refused or await self._read_sale_or_fail(sale_id)
+
+    def _slot_owner(self, key: str) -> str:
+        """The node serving `key`: on a cluster, the primary of its slot; else the one Redis
+        (every key its own "owner", so that any ids will do)."""
+        if not is_cluster(self._redis):
+            return key
+        node = cast(RedisCluster, self._redis).get_node_from_key(key)
+        return node.name if node is not None else key
+
+    async def _claim_ref(self, sale_id: str) -> bool:
+        """Maps the sale's short ref (in its order ids) to it; False if another sale has it."""
+        ref_key = keys.sale_ref(sale_ref(sale_id))
+        if await self._redis.set(ref_key, sale_id, nx=True):
+            return True
+        # Two ids sharing a 50-bit ref: astronomically rare, but never silent.
+        return bool(await self._redis.get(ref_key) == sale_id)
+
+    async def buckets_of(self, sale_id: str) -> list[str]:
+        """The buckets holding the sale's stock (the sale alone when it is not sharded);
+        they never change."""
+        known = self._buckets.get(sale_id)
+        if known is None:
+            async with self._guard():
+                found = await self._redis.hmget(keys.sale(sale_id), "shards", "buckets")
+            if found[0] is None:
+                return [sale_id]  # no such sale (yet): not remembered
+            known = self._buckets[sale_id] = shards.bucket_ids_of(
+                sale_id, {"buckets": str(found[1] or "")}
+            )
+        return known
+
+    def known_bucket_for(self, sale_id: str, user_id: str) -> str:
+        """The bucket that serves this user, as far as this process knows: the sale itself
+        until it has learnt otherwise (a purchase sent there answers `sharded`)."""
+        return shards.home_bucket(self._buckets.get(sale_id) or [sale_id], user_id)
+
+    async def learn_buckets(self, sale_id: str) -> None:
+        self._buckets.pop(sale_id, None)
+        await self.buckets_of(sale_id)
 
     async def get_sale(self, sale_id: str) -> SaleRecord | None:
         async with self._guard():
             now, fields = await self._scripts.read_sale(sale_id)
+            if shards.sharded(fields):
+                [fields] = await self._summed([(sale_id, fields)])
         if not fields:
             return None
         return _sale_record(sale_id, fields, now)
+
+    async def _summed(self, sales: list[tuple[str, dict[str, str]]]) -> list[dict[str, str]]:
+        """Each sale's hash, with a sharded one's units summed over its buckets."""
+        named = {sid: shards.bucket_ids_of(sid, f) if shards.sharded(f) else [] for sid, f in sales}
+        pipe = self._redis.pipeline(transaction=False)
+        queued(*(pipe.hgetall(keys.sale(b)) for sid, _f in sales for b in named[sid]))
+        rows = iter(await pipe.execute())
+        return [
+            sharded.summed(f, [next(rows) for _ in named[sid]]) if named[sid] else f
+            for sid, f in sales
+        ]
 
     async def list_sales(self) -> list[SaleRecord]:
         async with self._guard():
             sale_ids = await self._sale_ids()
             pipe = self._redis.pipeline(transaction=False)
             queued(*(pipe.hgetall(keys.sale(sale_id)) for sale_id in sale_ids))
-            rows = await pipe.execute()
+            rows = await self._summed(list(zip(sale_ids, await pipe.execute(), strict=True)))
             # One clock for the listing (on a cluster, one node's: NTP keeps them within
             # milliseconds, and each script judges a window by its own node's clock anyway).
             now = await self._scripts.probe()
@@ -114,16 +181,31 @@ class SaleStore:
         """Applies the change once: under the operator's Idempotency-Key when given (the
         same key with another body is refused), else under an id named for this call."""
         change_id = f"key:{idempotency_key}" if idempotency_key else secrets.token_hex(8)
+        bucket_ids = await self.buckets_of(sale_id)
+        many = len(bucket_ids) > 1
+        if many and (change.holds_per_address is not None or change.waiting_room):
+            return Rejected(Rejection.NOT_FOR_SHARDS)
+        # The buckets first, each under an id of its own derived from the change's (a retry
+        # applies what is missing), then the sale's own hash (its total, its settings).
+        parts = sharded.bucket_changes(change, len(bucket_ids))
+        targets = list(zip(bucket_ids, parts, strict=True)) if many else []
         async with self._guard():
-            refused = await self._scripts.patch_sale(sale_id, change, change_id, fingerprint)
-            if refused is None:  # it may have reopened a retired sale
-                await self.active.add(sale_id)
-        return refused or await self._read_sale_or_fail(sale_id)
+            for index, (target, part) in enumerate([*targets, (sale_id, change)]):
+                part_id = f"{change_id}:{index}" if target != sale_id else change_id
+                refused = await self._scripts.patch_sale(target, part, part_id, fingerprint)
+                if refused is not None:
+                    return refused
+                await self.active.add(target)  # it may have reopened a retired sale
+        return await self._read_sale_or_fail(sale_id)
 
     async def end_sale(self, sale_id: str) -> SaleRecord | Rejected:
+        bucket_ids = await self.buckets_of(sale_id)
         async with self._guard():
-            refused = await self._scripts.end_sale(sale_id)
-        return refused or await self._read_sale_or_fail(sale_id)
+            for target in [*(bucket_ids if len(bucket_ids) > 1 else []), sale_id]:
+                refused = await self._scripts.end_sale(target)
+                if refused is not None:
+                    return refused
+        return await self._read_sale_or_fail(sale_id)
 
     async def purchase(
         self,
@@ -243,7 +325,7 @@ class SaleStore:
             return None
         return OrderRecord(
             order_id=order_id,
-            sale_id=sale_id,
+            sale_id=keys.parent_sale(sale_id),  # a bucket's order is its sale's
             user_id=str(fields["user_id"]),
             quantity=int(fields["quantity"]),
             status=OrderStatus(str(fields["status"])),

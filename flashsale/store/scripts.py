@@ -32,6 +32,8 @@ ScriptObserver = Callable[[str, float], None]
 COUNTED_MARKER_TTL_MS = 3_600_000
 # A fence outlives any call that could still be on its way to Redis by far.
 FENCE_TTL_MS = 24 * 3_600_000
+# A transfer's arrival is remembered far past the rebalancer's retries of it.
+TRANSFER_MARKER_TTL_MS = 24 * 3_600_000
 # An operator's change is remembered as long as an Idempotency-Key is (the contract's 24 h).
 APPLIED_MARKER_TTL_MS = 24 * 3_600_000
 
@@ -63,6 +65,8 @@ class _Bound:
     probe: _Script
     read_sale: _Script
     restore_order: _Script
+    take_stock: _Script
+    give_stock: _Script
     queue_join: _Script
     queue_tick: _Script
     queue_seen: _Script
@@ -121,7 +125,12 @@ class Scripts:
         return int(now), dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def create_sale(
-        self, sale_id: str, ref: str, sale: NewSale, creation_id: str
+        self,
+        sale_id: str,
+        ref: str,
+        sale: NewSale,
+        creation_id: str,
+        bucket_ids: Sequence[str] = (),
     ) -> Rejected | None:
         outcome, _now = await self._call(
             self._bound.create_sale,
@@ -129,7 +138,8 @@ class Scripts:
             [
                 sale.sku, sale.name, ref, sale.stock, sale.starts_at, sale.ends_at,
                 sale.per_user_limit, sale.hold_seconds, keys.ORDER_STORE_GROUP, creation_id,
-                sale.holds_per_address or 0, *_room_args(sale.waiting_room),
+                sale.holds_per_address or 0, *_room_args(sale.waiting_room), sale.shards,
+                ",".join(bucket_ids),
             ],
         )  # fmt: skip
         return _refusal(outcome)
@@ -327,6 +337,24 @@ class Scripts:
             ],
         )  # fmt: skip
         return str(outcome), str(status)
+
+    async def take_stock(self, donor: str, transfer_id: str, receiver: str, units: int) -> int:
+        """Takes up to `units` from bucket `donor`, owed to `receiver`; how many it took."""
+        taken = await self._call(
+            self._bound.take_stock,
+            [keys.sale(donor), keys.transfers(donor)],
+            [transfer_id, receiver, units],
+        )
+        return int(taken)
+
+    async def give_stock(self, receiver: str, transfer_id: str, units: int) -> int:
+        """Adds a transfer's units to bucket `receiver`, once; how many this call added."""
+        given = await self._call(
+            self._bound.give_stock,
+            [keys.sale(receiver), keys.transfer_received(receiver, transfer_id)],
+            [units, receiver, TRANSFER_MARKER_TTL_MS],
+        )
+        return int(given)
 
     async def queue_join(self, sale_id: str, user_id: str, random_key: float) -> Joined | Rejected:
         """Puts the user in the sale's waiting room (`random_key` in [0, 1) orders the

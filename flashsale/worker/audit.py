@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from flashsale import keys
+from flashsale.ids import sale_ref
+from flashsale.records import OrderRecord
 from flashsale.sinks import OrderSink
+from flashsale.store import shards
 from flashsale.store.client import queued
 
 _STATES = ("reserved", "confirmed", "cancelled", "expired")
@@ -28,8 +31,55 @@ class SaleAudit:
 
 
 async def audit_sale(redis: Redis, sink: OrderSink, sale_id: str) -> SaleAudit:
-    report = SaleAudit(sale_id)
     sale = {str(k): str(v) for k, v in (await redis.hgetall(keys.sale(sale_id))).items()}
+    stored = {o.order_id: o for o in await sink.orders_of_sale(sale_id)}
+    if not shards.sharded(sale):
+        return await _audit_bucket(redis, sale_id, sale, stored)
+    return await _audit_sharded(redis, sale_id, sale, stored, shards.bucket_ids_of(sale_id, sale))
+
+
+async def _audit_sharded(
+    redis: Redis,
+    sale_id: str,
+    sale: dict[str, str],
+    stored: dict[str, OrderRecord],
+    bucket_ids: list[str],
+) -> SaleAudit:
+    """Each bucket against its own orders, then the sums: the buckets' totals add up to the
+    sale's, and every stored order belongs to a bucket."""
+    report = SaleAudit(sale_id, stock_total=int(sale["stock_total"]))
+    by_ref = {sale_ref(b): b for b in bucket_ids}
+    mine: dict[str, dict[str, OrderRecord]] = {b: {} for b in bucket_ids}
+    for order_id, order in stored.items():
+        bucket = by_ref.get(order_id.partition("-")[0])
+        if bucket is None:
+            report.violations.append(f"invariant 3: stored order {order_id} is in no bucket")
+        else:
+            mine[bucket][order_id] = order
+    bucket_totals = 0
+    for bucket in bucket_ids:
+        fields = {str(k): str(v) for k, v in (await redis.hgetall(keys.sale(bucket))).items()}
+        part = await _audit_bucket(redis, bucket, fields, mine[bucket])
+        bucket_totals += part.stock_total
+        report.stock_left += part.stock_left
+        report.units.update(part.units)
+        report.orders_in_redis += part.orders_in_redis
+        report.orders_in_store += part.orders_in_store
+        report.in_flight += part.in_flight
+        report.violations += [f"bucket {bucket}: {v}" for v in part.violations]
+    if bucket_totals != report.stock_total:
+        report.violations.append(
+            f"invariant 1: the buckets' stock_total add up to {bucket_totals}, "
+            f"the sale's is {report.stock_total}"
+        )
+    return report
+
+
+async def _audit_bucket(
+    redis: Redis, sale_id: str, sale: dict[str, str], stored: dict[str, OrderRecord]
+) -> SaleAudit:
+    """One sale's checks, or one bucket's: `stored` is what the order store has of it."""
+    report = SaleAudit(sale_id)
     if not sale:
         report.violations.append("no such sale in Redis")
         return report
@@ -45,12 +95,15 @@ async def audit_sale(redis: Redis, sink: OrderSink, sale_id: str) -> SaleAudit:
         if order["status"] == "reserved" and order.get("address"):
             unpaid_by_address[_ADDRESS + order["address"]] += int(order["quantity"])
 
-    # 1. Never oversold.
-    counted = report.stock_left + report.units["reserved"] + report.units["confirmed"]
+    # 1. Never oversold. A bucket's units lent to another bucket (and not given back) are
+    #    still in its total; units it borrowed are not (lua/take_stock.lua).
+    moved = int(sale.get("lent", "0")) - int(sale.get("borrowed", "0"))
+    counted = report.stock_left + report.units["reserved"] + report.units["confirmed"] + moved
     if counted != report.stock_total or report.stock_left < 0:
         report.violations.append(
             f"invariant 1: stock_left {report.stock_left} + reserved {report.units['reserved']} "
-            f"+ confirmed {report.units['confirmed']} != stock_total {report.stock_total}"
+            f"+ confirmed {report.units['confirmed']} + lent-borrowed {moved} "
+            f"!= stock_total {report.stock_total}"
         )
     for state in _STATES:
         if int(sale.get(f"u_{state}", 0)) != report.units[state]:
@@ -76,7 +129,6 @@ async def audit_sale(redis: Redis, sink: OrderSink, sale_id: str) -> SaleAudit:
     # 3. Every 201 in the store exactly once, in the state Redis has.
     in_flight = await _orders_in_flight(redis, sale_id)
     report.in_flight = len(in_flight)
-    stored = {o.order_id: o for o in await sink.orders_of_sale(sale_id)}
     report.orders_in_store = len(stored)
     for order_id, order in orders.items():
         if order_id in in_flight:

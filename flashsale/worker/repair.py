@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from flashsale import keys
+from flashsale.ids import sale_ref
 from flashsale.sinks import OrderSink
+from flashsale.store import shards
 from flashsale.store.client import queued
 from flashsale.store.scripts import Scripts
 
@@ -44,17 +46,22 @@ class SaleRepair:
 async def repair_sale(redis: Redis, scripts: Scripts, sink: OrderSink, sale_id: str) -> SaleRepair:
     report = SaleRepair(sale_id)
     stored = await sink.orders_of_sale(sale_id)
+    # Each order lives in the bucket its id names (a sale of one shard is its own bucket).
+    named = str(await redis.hget(keys.sale(sale_id), "buckets") or "")
+    by_ref = {sale_ref(b): b for b in shards.bucket_ids_of(sale_id, {"buckets": named})}
+    home = [by_ref.get(o.order_id.partition("-")[0], sale_id) for o in stored]
     pipe = redis.pipeline(transaction=False)
-    queued(*(pipe.hget(keys.order(sale_id, o.order_id), "status") for o in stored))
+    pairs = list(zip(home, stored, strict=True))
+    queued(*(pipe.hget(keys.order(b, o.order_id), "status") for b, o in pairs))
     in_redis = await pipe.execute()
     behind = [
-        order
-        for order, status in zip(stored, in_redis, strict=True)
+        (bucket, order)
+        for bucket, order, status in zip(home, stored, in_redis, strict=True)
         if status is None or (status == "reserved" and order.status.value != "reserved")
     ]
     # Oldest first: when stock is short, the shoppers who bought first get their units back.
-    for order in sorted(behind, key=lambda o: (o.created_at, o.order_id)):
-        outcome, _status = await scripts.restore_order(sale_id, order)
+    for bucket, order in sorted(behind, key=lambda bo: (bo[1].created_at, bo[1].order_id)):
+        outcome, _status = await scripts.restore_order(bucket, order)
         if outcome in _LEFT_TO_A_PERSON:
             report.left.append(
                 f"order {order.order_id} ({order.user_id}, {order.status.value} "

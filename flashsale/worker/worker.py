@@ -18,6 +18,7 @@ from flashsale.sinks import OrderSink
 from flashsale.store.active_sales import ActiveSales
 from flashsale.store.scripts import Scripts
 from flashsale.worker.consumer import OrderQueue, QueueSettings
+from flashsale.worker.rebalancer import Rebalancer
 from flashsale.worker.retry import Backoff
 from flashsale.worker.sweeper import HoldSweeper
 
@@ -57,6 +58,7 @@ class Worker:
             metrics,
         )
         self.sweeper = HoldSweeper(redis, scripts, metrics, settings.worker.batch_size)
+        self.rebalancer = Rebalancer(redis, scripts, metrics)
         self.active = ActiveSales(redis, scripts)
         self._settings = settings
 
@@ -73,6 +75,12 @@ class Worker:
                 self._settings.worker.sweep_interval_seconds,
                 stop,
             ),
+            self._loop(
+                "rebalancer",
+                self.rebalancer.pass_once,
+                self._settings.worker.rebalance_interval_seconds,
+                stop,
+            ),
         )
 
     async def burst(self) -> tuple[int, int]:
@@ -80,6 +88,7 @@ class Worker:
         finished sales leave the index of those the loops visit."""
         await self.active.seed()
         expired = await self.sweeper.sweep_once()
+        await self.rebalancer.pass_once()
         handled = 0
         while (count := await self.queue.pass_once()) > 0:
             handled += count

@@ -115,6 +115,12 @@ async def test_every_script_runs_on_the_cluster(cluster: RedisCluster) -> None:
     [(dead_id, _dead)] = dead
     assert await scripts.replay_dead_letter(sale_id, str(dead_id)) is not None
     await scripts.trim_events(sale_id)
+    # Stock moves between two sales' slots (a sharded sale's buckets) in two steps.
+    other = f"cluster-{secrets.token_hex(4)}"
+    assert await scripts.create_sale(other, "ref3", new, "creation-3") is None
+    assert await scripts.take_stock(sale_id, "t-1", other, 2) == 2
+    assert await scripts.give_stock(other, "t-1", 2) == 2
+    assert await scripts.give_stock(other, "t-1", 2) == 0  # once
     assert await scripts.end_sale(sale_id) is None
     await scripts.retire_sale(sale_id)
 

@@ -6,6 +6,7 @@ through the cluster's pub/sub; every order reaches the order store and the audit
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
@@ -22,6 +23,7 @@ from flashsale.settings import Settings
 from flashsale.sinks import OrderSink, open_sink
 from flashsale.store.client import connect, is_cluster
 from flashsale.store.scripts import Scripts
+from flashsale.store.shards import home_bucket
 from flashsale.worker.audit import audit_sale
 from flashsale.worker.worker import Worker
 from tests.helpers import ADMIN, sale_body, unique_id
@@ -141,3 +143,20 @@ async def test_a_hold_nobody_pays_expires_on_the_cluster(
     await eventually(expired, within=10, what="the unpaid hold to expire and be stored")
     view = await (await client.get(f"/v1/sales/{body['sale_id']}")).json()
     assert view["stock_left"] == 1
+
+
+async def test_a_sale_of_three_shards_has_a_bucket_on_each_primary(client: Client) -> None:
+    cluster = cast(RedisCluster, client.app[REDIS])
+    body = sale_body(stock=9, shards=3)
+    assert (await client.post("/admin/sales", json=body, headers=ADMIN)).status == 201
+    named = await cluster.hget(keys.sale(body["sale_id"]), "buckets")
+    bucket_ids = str(named).split(",")
+    owners = {cluster.get_node_from_key(keys.sale(b)).name for b in bucket_ids}  # type: ignore[union-attr]
+    assert len(owners) == 3
+    users = [f"s{i}" for i in range(30)]
+    answers = await asyncio.gather(*(buy(client, body["sale_id"], u) for u in users))
+    # Each bucket (3 units) sells to the shoppers whose home it is, at once.
+    homes = Counter(home_bucket(bucket_ids, u) for u in users)
+    assert sum(status == 201 for status, _ in answers) == sum(min(3, n) for n in homes.values())
+    view = await (await client.get(f"/v1/sales/{body['sale_id']}")).json()
+    assert view["stock_left"] == 9 - sum(status == 201 for status, _ in answers)

@@ -89,11 +89,25 @@ async def test_an_idempotent_retry_is_answered_truthfully_after_sell_out(
     assert await again.json() == await first.json()
 
 
+@pytest.fixture
+async def own_redis_client(
+    settings: Settings, private_redis: str
+) -> AsyncIterator[tuple[Client, Redis]]:
+    """The app on a Redis of its own: what this Redis counts is this app's doing alone (the
+    session's Redis also runs other tests' apps' background scripts)."""
+    async with (
+        TestClient(TestServer(create_app(settings.replace(redis_url=private_redis)))) as own,
+        Redis.from_url(private_redis, decode_responses=True) as redis,
+    ):
+        yield own, redis
+
+
 async def test_fresh_idempotency_keys_cannot_reach_the_stock_past_the_flag(
-    client: Client, redis: Redis
+    own_redis_client: tuple[Client, Redis],
 ) -> None:
     """A bot sending a new key with every press is answered from the flag: nothing is
     written for it, so it can neither reach the stock nor fill Redis with records."""
+    client, redis = own_redis_client
     sale_id = await create(client, stock=1)
     assert (await buy(client, sale_id, "winner", **{"Idempotency-Key": "w-1"})).status == 201
     assert (await buy(client, sale_id, "late")).status == 409  # flag raised

@@ -28,6 +28,14 @@ async def create_sale(request: web.Request) -> web.Response:
     body = await decode_body(request, CreateSaleRequest)
     if body.ends_at <= body.starts_at:
         raise ProblemError(ProblemCode.INVALID_REQUEST, "ends_at: must be after starts_at")
+    if body.shards > 1:
+        if body.stock < body.shards:
+            raise ProblemError(ProblemCode.INVALID_REQUEST, "shards: more than the stock")
+        if body.holds_per_address is not None or (body.waiting_room and body.waiting_room.enabled):
+            raise ProblemError(
+                ProblemCode.INVALID_REQUEST,
+                "shards: not available with holds_per_address or a waiting room",
+            )
     sale_id = body.sale_id if body.sale_id is not UNSET else new_sale_id()
     created = await request.app[STORE].create_sale(sale_id, body.new_sale())
     return respond(
