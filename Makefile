@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: install run test test-fast loadtest bench bench-smoke chaos chaos-smoke lint luacheck format clean
+.PHONY: install run test test-fast loadtest bench bench-smoke bench-shards bench-failover chaos chaos-smoke lint luacheck format clean
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap scripts/ensure-packages
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/bootstrap
@@ -39,10 +39,22 @@ bench: install
 	./scripts/ensure-packages redis wrk
 	$(BIN)/python loadtest/bench.py --duration 10
 
-## bench-smoke: the same with one-second scenarios, to keep it working
+## bench-smoke: the same with one-second scenarios, to keep it working (and the shards one)
 bench-smoke: install
 	./scripts/ensure-packages redis wrk
 	$(BIN)/python loadtest/bench.py --duration 1
+	$(BIN)/python loadtest/shards.py --duration 1
+
+## bench-shards: one hot sale's purchases/s over 1, 2 and 3 shards on a private Redis Cluster
+bench-shards: install
+	./scripts/ensure-packages redis wrk
+	$(BIN)/python loadtest/shards.py --duration 10
+
+## bench-failover: the loss window and WAIT's cost - SIGKILL of a sale's primary, 5 times in
+## each mode, on a private Redis Cluster (docs/scaling.md; ~5 minutes)
+bench-failover: install
+	./scripts/ensure-packages redis
+	$(BIN)/python loadtest/failover.py --runs 5
 
 ## chaos: ~4 minutes of faults (Redis, app processes, worker, PostgreSQL, lost replies) under
 ## steady load against serve --workers 2, then the history checker and the audit (docs/reliability.md)

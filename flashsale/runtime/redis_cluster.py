@@ -19,6 +19,7 @@ class LocalCluster:
 
     nodes: list[RedisServer]
     cli: str = "redis-cli"
+    primaries: int = 3
 
     @property
     def urls(self) -> list[str]:
@@ -35,7 +36,7 @@ class LocalCluster:
         flags = {line.split()[1].split("@")[0]: line.split()[2] for line in lines if line}
         primaries = [f for f in flags.values() if "master" in f and "fail" not in f]
         dead_flags = flags.get(f"127.0.0.1:{dead.port}", "")
-        return "fail" in dead_flags and len(primaries) == len(self.nodes) // 2
+        return "fail" in dead_flags and len(primaries) == self.primaries
 
     def wait_promoted_instead_of(self, dead: RedisServer, within: float = 30) -> None:
         _poll(lambda: self.promoted_instead_of(dead), within=within, interval=0.05,
@@ -50,7 +51,7 @@ class LocalCluster:
                 and _replication_settled(self.cli, n.port)
                 for n in live
             )
-            and _replicas(self.cli, live[0].port) == len(self.nodes) // 2
+            and _replicas(self.cli, live[0].port) == len(self.nodes) - self.primaries
         )
 
     def wait_settled(self, within: float = 30) -> None:
@@ -89,7 +90,7 @@ def local_redis_cluster(
              "--cluster-replicas", str(replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
-        cluster = LocalCluster(nodes, cli)
+        cluster = LocalCluster(nodes, cli, primaries)
         cluster.wait_settled()
         yield cluster
     finally:
