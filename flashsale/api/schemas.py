@@ -113,7 +113,11 @@ class PurchaseRequest(Struct, forbid_unknown_fields=True):
 class CreateSaleRequest(Struct, forbid_unknown_fields=True):
     # Rules /openapi.json states beside the fields' own (JSON Schema cannot compare fields).
     json_schema_rules: ClassVar[dict[str, Any]] = {
-        "description": "ends_at must be after starts_at, else 400 invalid_request.",
+        "description": (
+            "ends_at must be after starts_at; with shards > 1, stock must be at least shards, "
+            "and holds_per_address and an enabled waiting_room are not allowed: else 400 "
+            "invalid_request."
+        ),
         "examples": [
             {
                 "sale_id": "sale-42", "sku": "HEADPHONES-1", "name": "Anniversary headphones",

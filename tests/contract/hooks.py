@@ -3,9 +3,10 @@
 - msgpack both ways: bodies sent as application/msgpack are encoded, and answers in msgpack
   are decoded so that they are checked against the schema like JSON ones. A request sent in
   msgpack asks for msgpack back, and so does every other bodiless request.
-- The one rule between fields that JSON Schema cannot state (and the schema describes in
-  words): a new sale's ends_at is after its starts_at. Generated sales that break it are
-  not schema-valid in fact, so they are not sent as such.
+- The rules between fields that JSON Schema cannot state (and the schema describes in
+  words): a new sale's ends_at is after its starts_at, and a sale of several shards has at
+  least a unit per shard and no holds_per_address or waiting room. Generated sales that
+  break them are not schema-valid in fact, so they are not sent as such.
 """
 
 from __future__ import annotations
@@ -62,7 +63,20 @@ def filter_case(ctx: Any, case: Any) -> bool:
     if not isinstance(case.body, dict):
         return True
     starts, ends = _moment(case.body.get("starts_at")), _moment(case.body.get("ends_at"))
-    return starts is None or ends is None or ends > starts
+    in_order = starts is None or ends is None or ends > starts
+    return in_order and _shards_allowed(case.body)
+
+
+def _shards_allowed(body: dict[str, Any]) -> bool:
+    """A sale of several shards has at least a unit per shard, and no per-address cap or
+    waiting room (the schema says so in words)."""
+    shards, stock = body.get("shards"), body.get("stock")
+    if not isinstance(shards, int) or isinstance(shards, bool) or shards <= 1:
+        return True
+    room = body.get("waiting_room")
+    room_on = isinstance(room, dict) and room.get("enabled") is True
+    enough = not isinstance(stock, int) or stock >= shards
+    return enough and body.get("holds_per_address") is None and not room_on
 
 
 def _moment(value: Any) -> datetime | None:
