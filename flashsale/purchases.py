@@ -71,35 +71,31 @@ class Purchases:
         TimeoutError when the attempt never left for Redis; every other answer is the outcome,
         Pending when it left but its outcome is not known."""
         self._admission.check_user_rate(sale_id, user_id)
+
         # A sale of several shards serves each user from one bucket, a sale of its own to
         # Redis and to the sold-out flags (a bucket can be sold out while another is not).
         # Until this process has met the sale, the attempt goes to the sale itself, which
         # answers `sharded` if it is (taking nothing): no extra round trip for other sales.
+        def attempt_in(bucket: str) -> Attempt:  # named for the bucket its order id cites
+            return self._store.attempt(
+                bucket, user_id, quantity, idempotency_key, fingerprint, address,
+                queue_pass=queue_pass,
+            )  # fmt: skip
+
         bucket = self._store.known_bucket_for(sale_id, user_id)
-        args = (user_id, quantity, idempotency_key, fingerprint, deadline, address, queue_pass)
-        outcome = await self._purchase_in(bucket, *args)
+        outcome = await self._purchase_in(bucket, attempt_in(bucket), deadline)
         if isinstance(outcome, Rejected) and outcome.reason is Rejection.SHARDED:
             async with asyncio.timeout_at(deadline):
                 await self._store.learn_buckets(sale_id)
-            outcome = await self._purchase_in(self._store.known_bucket_for(sale_id, user_id), *args)
+            bucket = self._store.known_bucket_for(sale_id, user_id)
+            outcome = await self._purchase_in(bucket, attempt_in(bucket), deadline)
         return outcome
 
     async def _purchase_in(
-        self,
-        sale_id: str,
-        user_id: str,
-        quantity: int,
-        idempotency_key: str | None,
-        fingerprint: str,
-        deadline: float,
-        address: str,
-        queue_pass: bool,
+        self, sale_id: str, attempt: Attempt, deadline: float
     ) -> PurchaseOutcome | Pending:
         """One attempt on a sale that holds its own stock (a bucket of a sharded one)."""
         admission, metrics = self._admission, self._metrics
-        attempt = self._store.attempt(
-            sale_id, user_id, quantity, idempotency_key, fingerprint, address, queue_pass=queue_pass
-        )
         if admission.sold_out.is_sold_out(sale_id):
             return await self._answer_sold_out(sale_id, attempt, deadline)
         try:
