@@ -70,13 +70,20 @@ def filter_case(ctx: Any, case: Any) -> bool:
 def _shards_allowed(body: dict[str, Any]) -> bool:
     """A sale of several shards has at least a unit per shard, and no per-address cap or
     waiting room (the schema says so in words)."""
-    shards, stock = body.get("shards"), body.get("stock")
-    if not isinstance(shards, int) or isinstance(shards, bool) or shards <= 1:
+    shards, stock = _number(body.get("shards")), _number(body.get("stock"))
+    if shards is None or shards <= 1:
         return True
     room = body.get("waiting_room")
     room_on = isinstance(room, dict) and room.get("enabled") is True
-    enough = not isinstance(stock, int) or stock >= shards
+    enough = stock is None or stock >= shards
     return enough and body.get("holds_per_address") is None and not room_on
+
+
+def _number(value: Any) -> float | None:
+    """A number as the engine reads it (an integral float, 19.0, is the integer 19)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def _moment(value: Any) -> datetime | None:
