@@ -14,6 +14,9 @@ STOCK_BACK_CHANNEL = f"{PREFIX}:stock-back"
 # The consumer group through which the order store reads every sale's events.
 ORDER_STORE_GROUP = "order-store"
 
+# A sale hash's fields `shed:<reason>` count its shed attempts by reason (add_counts.lua).
+SHED_FIELD_PREFIX = "shed:"
+
 
 def lua_constants() -> str:
     """The names Lua scripts need that are not keys of one sale (a channel is not a key, so

@@ -13,6 +13,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -181,8 +182,15 @@ class Metrics:
         self.script_seconds.labels(script).observe(seconds)
 
     def exposition(self) -> bytes:
+        return bytes(generate_latest(self._every_process()))
+
+    def families(self) -> list[Metric]:
+        """Every metric as /metrics shows it: summed over the processes serving the port."""
+        return list(self._every_process().collect())
+
+    def _every_process(self) -> CollectorRegistry:
         if self._multiprocess_dir is None:
-            return bytes(generate_latest(self.registry))
+            return self.registry
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
-        return bytes(generate_latest(merged))
+        return merged

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from msgspec import Struct
 
@@ -91,6 +91,7 @@ class SaleRecord:
     holds_per_address: int | None  # None: no cap
     counters: dict[str, int]
     read_at: int
+    shed_by: dict[str, int] = field(default_factory=dict)  # counters["shed"] by reason
     waiting_room: WaitingRoom = WaitingRoom()
     queue: QueueCounts = QueueCounts(0, 0)
 

@@ -6,6 +6,7 @@
 -- KEYS[2]  the batch's applied marker  fs:{sale}:counted:<batch id>
 -- ARGV[1] attempts  ARGV[2] rejected  ARGV[3] shed   (increments, integers >= 0)
 -- ARGV[4] how long the marker is kept, in ms (longer than any retry of the batch)
+-- ARGV[5..] pairs: a shed reason and how many of the shed were for it (field shed:<reason>)
 --
 -- Returns 1 when the counters were added, 2 when this batch was added before, 0 when there is
 -- no such sale.
@@ -19,4 +20,7 @@ end
 redis.call('HINCRBY', KEYS[1], 'attempts', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'rejected', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'shed', ARGV[3])
+for i = 5, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], 'shed:' .. ARGV[i], ARGV[i + 1])
+end
 return 1

@@ -94,7 +94,7 @@ class Admission:
     def shed(self, reason: str, sale_id: str | None) -> None:
         self.metrics.count_shed(reason)
         if sale_id is not None:
-            self.counts.shed(sale_id)
+            self.counts.shed(sale_id, reason)
         if not reason.startswith("rate_limited"):
             self.overload_sheds += 1  # the engine's own limits, not a client's
 

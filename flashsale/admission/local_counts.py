@@ -13,9 +13,11 @@ import itertools
 import logging
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from flashsale import keys
 from flashsale.pause import pause
 
 log = logging.getLogger("flashsale.local_counts")
@@ -25,7 +27,13 @@ FLUSH_INTERVAL_SECONDS = 1.0
 
 class CountsScript(Protocol):
     async def add_counts(
-        self, sale_id: str, batch_id: str, attempts: int, rejected: int, shed: int
+        self,
+        sale_id: str,
+        batch_id: str,
+        attempts: int,
+        rejected: int,
+        shed: int,
+        shed_by: Mapping[str, int] | None = None,
     ) -> bool: ...
 
 
@@ -45,13 +53,15 @@ class LocalCounts:
     def rejected(self, sale_id: str) -> None:
         self._add(sale_id, "rejected")
 
-    def shed(self, sale_id: str) -> None:
-        self._add(sale_id, "shed")
+    def shed(self, sale_id: str, reason: str) -> None:
+        counts = self._add(sale_id, "shed")
+        counts[keys.SHED_FIELD_PREFIX + reason] += 1  # the operators' live view shows reasons
 
-    def _add(self, sale_id: str, kind: str) -> None:
+    def _add(self, sale_id: str, kind: str) -> Counter[str]:
         counts = self._pending.setdefault(sale_id, Counter())
         counts["attempts"] += 1
         counts[kind] += 1
+        return counts
 
     async def flush(self, scripts: CountsScript) -> None:
         """Sends every sale's batches; raises the first failure after trying them all."""
@@ -65,7 +75,7 @@ class LocalCounts:
                 try:
                     await scripts.add_counts(
                         sale_id, batch.batch_id, batch.counts["attempts"],
-                        batch.counts["rejected"], batch.counts["shed"],
+                        batch.counts["rejected"], batch.counts["shed"], _shed_by(batch.counts),
                     )  # fmt: skip
                 except Exception as exc:
                     failure = failure or exc  # kept, with its id, for the next flush
@@ -83,3 +93,8 @@ class LocalCounts:
                 await self.flush(scripts)
             except Exception as exc:
                 log.debug("could not add local counts yet: %s", exc)
+
+
+def _shed_by(counts: Counter[str]) -> dict[str, int]:
+    prefix = keys.SHED_FIELD_PREFIX
+    return {k.removeprefix(prefix): n for k, n in counts.items() if k.startswith(prefix)}

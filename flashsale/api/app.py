@@ -12,6 +12,7 @@ from flashsale.admission.gate import Admission
 from flashsale.admission.soldout import listen_for_stock_back
 from flashsale.api.context import (
     ADMISSION,
+    LIVE,
     METRICS,
     OPENAPI,
     PURCHASES,
@@ -21,6 +22,7 @@ from flashsale.api.context import (
     SETTINGS,
     STORE,
 )
+from flashsale.api.live.feeds import LiveFeeds
 from flashsale.api.middleware import front, gate
 from flashsale.api.openapi import openapi_document
 from flashsale.api.routes import ROUTES, add_routes
@@ -57,6 +59,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[ADMISSION] = Admission(settings, app[METRICS])
     app[OPENAPI] = openapi_document(ROUTES)
     app.cleanup_ctx.append(_redis_store)
+    # Live streams never end on their own: ended first, so that stopping waits for none.
+    app.on_shutdown.append(lambda app: app[LIVE].close())
     add_routes(app.router)
     return app
 
@@ -88,6 +92,7 @@ async def _redis_store(app: web.Application) -> AsyncIterator[None]:
         )
         store.use_batcher(batcher)
     purchases = app[PURCHASES] = Purchases(store, admission, metrics)
+    app[LIVE] = LiveFeeds(redis, store, metrics)
     rooms = app[ROOMS] = Rooms(
         redis, scripts, Signer(settings.queue.signing_key), settings.queue,
         overload_sheds=admission.take_overload_sheds,

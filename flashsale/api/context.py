@@ -6,6 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from flashsale.admission.gate import Admission
+from flashsale.api.live.feeds import LiveFeeds
 from flashsale.metrics import Metrics
 from flashsale.purchases import Purchases
 from flashsale.room.rooms import Rooms
@@ -23,6 +24,7 @@ SCRIPTS = web.AppKey("scripts", Scripts)
 STORE = web.AppKey("store", SaleStore)
 PURCHASES = web.AppKey("purchases", Purchases)
 ROOMS = web.AppKey("rooms", Rooms)
+LIVE = web.AppKey("live", LiveFeeds)
 
 # When the request must be answered by (event-loop time), set by admission.
 DEADLINE = web.RequestKey("deadline", float)

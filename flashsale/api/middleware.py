@@ -69,7 +69,7 @@ def _problem_for(request: web.Request, exc: Exception) -> ProblemError:
         headers = {"Retry-After": retry_after_header(exc.retry_after)}
         return ProblemError(code, exc.detail, headers, counted=True)
     if isinstance(exc, BreakerOpenError):
-        request.app[METRICS].count_shed("breaker_open")
+        _count_shed(request, "breaker_open")
         return ProblemError(
             ProblemCode.OVERLOADED,
             "the engine's store is failing; retry later",
@@ -78,7 +78,7 @@ def _problem_for(request: web.Request, exc: Exception) -> ProblemError:
         )
     if isinstance(exc, StoreUnavailableError):
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
-        request.app[METRICS].count_shed("store_unavailable")
+        _count_shed(request, "store_unavailable")
         return ProblemError(
             ProblemCode.OVERLOADED,
             "the engine's store is unavailable; retry later",
@@ -89,6 +89,13 @@ def _problem_for(request: web.Request, exc: Exception) -> ProblemError:
         return _http_exception_problem(exc)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return ProblemError(ProblemCode.INTERNAL_ERROR, "an unexpected error occurred")
+
+
+def _count_shed(request: web.Request, reason: str) -> None:
+    """A refusal for the engine's store: counted, and for a purchase in its sale's counts."""
+    route = route_of(request)
+    sale_id = request.match_info.get("sale_id") if route and route.takes_stock else None
+    request.app[ADMISSION].shed(reason, sale_id)
 
 
 def _http_exception_problem(exc: web.HTTPException) -> ProblemError:

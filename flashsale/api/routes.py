@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from flashsale.api.handlers import admin, ops, pages, queue, shopper
+from flashsale.api.handlers import admin, live, ops, pages, queue, shopper
 from flashsale.api.params import PURCHASE_TOKEN_PATTERN
 from flashsale.api.schemas import (
     AdminSaleView,
@@ -175,6 +175,10 @@ ROUTES: tuple[Route, ...] = (
           "per-address limit", 200,
           AdminSaleView, (400, 404, 409, 413, 422, 503), body=PatchSaleRequest,
           headers=(OPERATOR_IDEMPOTENCY_HEADER,), links=sale_links("purchase", "end")),
+    Route("GET", "/admin/sales/{sale_id}/live", live.watch_sale, "watchSale", OPERATOR,
+          "The sale's live figures as server-sent events (text/event-stream), one a second: "
+          "stock, unit counts, attempts and shed per second by reason, purchase latency "
+          "p50/p99, waiting room, order backlog, breaker", 200, None, (400, 404, 503)),
     Route("POST", "/admin/sales/{sale_id}/end", admin.end_sale, "endSale", OPERATOR,
           "End the sale now", 200, AdminSaleView, (400, 404, 503)),
     Route("GET", "/admin/dead-letters", admin.dead_letters, "listDeadLetters", OPERATOR,

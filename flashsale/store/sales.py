@@ -360,6 +360,11 @@ def _sale_record(sale_id: str, fields: dict[str, str], now: int) -> SaleRecord:
         holds_per_address=int(fields.get("holds_per_address", "0")) or None,
         counters={name: int(fields.get(name, "0")) for name in _COUNTER_FIELDS},
         read_at=now,
+        shed_by={
+            name.removeprefix(keys.SHED_FIELD_PREFIX): int(n)
+            for name, n in fields.items()
+            if name.startswith(keys.SHED_FIELD_PREFIX)
+        },
         waiting_room=WaitingRoom(
             enabled=fields.get("wr_enabled") == "1",
             admit_per_second=float(fields.get("wr_rate", "0")) or None,

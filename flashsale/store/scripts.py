@@ -4,7 +4,7 @@ one place each script's reply becomes a Python value."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -275,14 +275,21 @@ class Scripts:
         return int(removed)
 
     async def add_counts(
-        self, sale_id: str, batch_id: str, attempts: int, rejected: int, shed: int
+        self,
+        sale_id: str,
+        batch_id: str,
+        attempts: int,
+        rejected: int,
+        shed: int,
+        shed_by: Mapping[str, int] | None = None,
     ) -> bool:
-        """Adds answers a process gave on its own to the sale's counters, once per batch id;
-        False when there is no such sale."""
+        """Adds answers a process gave on its own to the sale's counters (`shed_by`: the
+        shed by reason), once per batch id; False when there is no such sale."""
+        reasons = [part for reason, n in (shed_by or {}).items() for part in (reason, n)]
         added = await self._call(
             self._bound.add_counts,
             [keys.sale(sale_id), keys.counted(sale_id, batch_id)],
-            [attempts, rejected, shed, COUNTED_MARKER_TTL_MS],
+            [attempts, rejected, shed, COUNTED_MARKER_TTL_MS, *reasons],
         )
         return bool(added)
 

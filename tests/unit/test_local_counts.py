@@ -3,6 +3,8 @@ others nor its own later counts, and a retried batch keeps its id (so Redis adds
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from flashsale.admission.local_counts import LocalCounts
@@ -17,7 +19,13 @@ class FlakyScript:
         self.tried_ids: list[str] = []
 
     async def add_counts(
-        self, sale_id: str, batch_id: str, attempts: int, rejected: int, shed: int
+        self,
+        sale_id: str,
+        batch_id: str,
+        attempts: int,
+        rejected: int,
+        shed: int,
+        shed_by: Mapping[str, int] | None = None,
     ) -> bool:
         self.tried_ids.append(batch_id)
         if sale_id in self.down:
@@ -30,7 +38,7 @@ async def test_one_failing_sale_holds_back_no_other_and_keeps_its_own() -> None:
     counts, script = LocalCounts(), FlakyScript()
     for _ in range(3):
         counts.rejected("a")
-    counts.shed("b")
+    counts.shed("b", "in_flight")
     counts.rejected("c")
     script.down = {"a"}
     with pytest.raises(ConnectionError):
@@ -39,7 +47,7 @@ async def test_one_failing_sale_holds_back_no_other_and_keeps_its_own() -> None:
         ("b", 1, 0, 1), ("c", 1, 1, 0),
     }  # fmt: skip
 
-    counts.shed("a")  # counted while the first batch waits
+    counts.shed("a", "deadline")  # counted while the first batch waits
     script.down = set()
     script.calls.clear()
     await counts.flush(script)
@@ -64,3 +72,24 @@ async def test_a_retried_batch_keeps_its_id() -> None:
     assert len(script.tried_ids) == 3
     assert len(set(script.tried_ids)) == 1  # the same batch, tried three times
     assert len(script.calls) == 1
+
+
+async def test_shed_is_also_counted_by_reason() -> None:
+    sent: list[Mapping[str, int] | None] = []
+
+    class PositionalScript:
+        async def add_counts(
+            self, sale_id: str, batch_id: str, attempts: int, rejected: int, shed: int,
+            shed_by: Mapping[str, int] | None = None,
+        ) -> bool:  # fmt: skip
+            assert (attempts, rejected, shed) == (4, 1, 3)
+            sent.append(shed_by)
+            return True
+
+    counts = LocalCounts()
+    counts.shed("a", "in_flight")
+    counts.shed("a", "in_flight")
+    counts.shed("a", "rate_limited_user")
+    counts.rejected("a")
+    await counts.flush(PositionalScript())
+    assert sent == [{"in_flight": 2, "rate_limited_user": 1}]
