@@ -14,6 +14,7 @@ from flashsale.errors import FlashsaleError
 from flashsale.logs import configure as configure_logs
 from flashsale.runtime.commands import run_audit, run_dead_letters, run_worker
 from flashsale.runtime.loop import run_coroutine
+from flashsale.runtime.sales.command import add_sales_parser, run_sales
 from flashsale.runtime.serve import serve
 from flashsale.settings import Settings, load_settings
 
@@ -69,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("--data-dir", help="where the embedded Redis and SQLite live (default var)")
     dead.add_argument("--sale", dest="sale_id", help="only this sale's dead letters")
     dead.add_argument("--json", action="store_true", help="print JSON (list) for scripts")
+
+    add_sales_parser(commands)
     return parser
 
 
@@ -97,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_coroutine(run_worker(settings, args.burst))
         elif args.command == "audit":
             return 0 if run_coroutine(run_audit(settings, args.sale_id, repair=args.repair)) else 1
+        elif args.command == "sales":
+            return run_sales(settings, args)
         elif args.command == "dead-letters":
             run_coroutine(run_dead_letters(settings, args.action, args.sale_id, args.json))
     except FlashsaleError as exc:

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 
@@ -70,7 +71,7 @@ class ProcessPool:
         self._readies[index] = ready
         return ready
 
-    async def run(self) -> None:
+    async def run(self, on_ready: Callable[[str, int], None]) -> None:
         metrics_dir = self._settings.data_dir.resolve() / METRICS_DIR
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
@@ -88,11 +89,7 @@ class ProcessPool:
             for ready in readies:
                 if not await loop.run_in_executor(None, ready.wait, _READY_TIMEOUT_SECONDS):
                     raise FlashsaleError("a service process did not start in time")
-            print(
-                f"flashsale serving on http://{self._settings.server.host}:{port} "
-                f"({self._count} processes)",
-                flush=True,
-            )
+            on_ready(self._settings.server.host, port)
             supervisor = asyncio.create_task(self._supervise(port))
             await until_signalled()
             self._stopping = True

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 from flashsale.errors import FlashsaleError
 from flashsale.runtime.admin_token import resolve_admin_token, resolve_signing_key
 from flashsale.runtime.durability import durability_warnings
 from flashsale.runtime.embedded_redis import EmbeddedRedis
+from flashsale.runtime.engine_address import forget_address, record_address
 from flashsale.runtime.http_server import run_http
 from flashsale.runtime.process_pool import ProcessPool
 from flashsale.settings import Settings
@@ -32,14 +35,17 @@ async def serve(settings: Settings) -> None:
             print(f"flashsale admin token: stored in {token_file} (mode 0600)", flush=True)
         await _report_durability(settings)
         processes = settings.server.workers or os.cpu_count() or 1
+        announce = _announcer(settings.data_dir, processes)
         try:
             if processes == 1:
-                await run_http(settings, on_ready=_announce)
+                await run_http(settings, on_ready=announce)
             else:
-                await ProcessPool(settings, processes).run()
+                await ProcessPool(settings, processes).run(on_ready=announce)
         except OSError as exc:
             address = f"{settings.server.host}:{settings.server.port}"
             raise FlashsaleError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+        finally:
+            forget_address(settings.data_dir)
     finally:
         if embedded is not None:
             await embedded.stop()
@@ -53,5 +59,11 @@ async def _report_durability(settings: Settings) -> None:
         await redis.aclose()
 
 
-def _announce(host: str, port: int) -> None:
-    print(f"flashsale serving on http://{host}:{port}", flush=True)
+def _announcer(data_dir: Path, processes: int) -> Callable[[str, int], None]:
+    def announce(host: str, port: int) -> None:
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        record_address(data_dir, url)
+        several = f" ({processes} processes)" if processes > 1 else ""
+        print(f"flashsale serving on {url}{several}", flush=True)
+
+    return announce

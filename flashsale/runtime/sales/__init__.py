@@ -1,0 +1,1 @@
+"""`flashsale sales ...`: the operator routes of a running engine from the command line."""
