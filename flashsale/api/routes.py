@@ -184,6 +184,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/dead-letters", admin.dead_letters, "listDeadLetters", OPERATOR,
           "Order events the order store could not take, newest first", 200, DeadLetterList,
           (400, 503), query=(DEAD_LETTER_LIMIT,)),
+    Route("GET", "/console", pages.console_page, "consolePage", OPERATIONS,
+          "The operators' live page (HTML): asks for the admin token, keeps it in the tab, "
+          "follows a sale through its live stream", 200, None),
     Route("GET", "/healthz", ops.healthz, "healthz", OPERATIONS,
           "The process is running", 200, None),
     Route("GET", "/readyz", ops.readyz, "readyz", OPERATIONS,

@@ -5,26 +5,21 @@ are kept under test-artifacts/waiting-room/ (FLASHSALE_TEST_ARTIFACTS moves them
 
 from __future__ import annotations
 
-import os
-import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.wait import WebDriverWait
 
+from tests.browser import chromium_browsers, text, visible, wait
+from tests.browser import shoot as save_screenshot
 from tests.helpers import ADMIN, ADMIN_TOKEN, from_now, sale_body
 from tests.servers import redis_server
 from tests.service import Service, flashsale_service
 from tests.sync_http import request
-
-ARTIFACTS = Path(os.environ.get("FLASHSALE_TEST_ARTIFACTS", "test-artifacts")) / "waiting-room"
 
 
 @pytest.fixture(scope="module")
@@ -44,26 +39,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 @pytest.fixture
 def browsers() -> Iterator[list[WebDriver]]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium, "no chromium: run scripts/ensure-packages chromium"
-    assert driver, "no chromedriver: run scripts/ensure-packages chromium"
-    opened: list[WebDriver] = []
-
-    def launch() -> WebDriver:
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium
-        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=800,700"):  # fmt: skip
-            options.add_argument(flag)
-        browser = webdriver.Chrome(service=DriverService(driver), options=options)
-        opened.append(browser)
-        return browser
-
-    try:
+    with chromium_browsers() as launch:
         yield [launch(), launch()]
-    finally:
-        for browser in opened:
-            browser.quit()
 
 
 def api(engine: Service, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -72,21 +49,8 @@ def api(engine: Service, method: str, path: str, body: dict[str, Any] | None = N
     return answer
 
 
-def text(browser: WebDriver, element_id: str) -> str:
-    return str(browser.find_element(By.ID, element_id).text)
-
-
-def visible(browser: WebDriver, element_id: str) -> bool:
-    return bool(browser.find_element(By.ID, element_id).is_displayed())
-
-
-def wait(browser: WebDriver, what: str, check: Any, within: float = 20) -> Any:
-    return WebDriverWait(browser, within, poll_frequency=0.1).until(check, message=what)
-
-
 def shoot(browser: WebDriver, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    save_screenshot(browser, "waiting-room", name)
 
 
 def test_join_wait_be_admitted_buy_and_see_sold_out(
