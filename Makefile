@@ -20,12 +20,12 @@ run: install
 
 ## test: every test tier (unit, integration, end-to-end), slow fault injection included
 test: install
-	./scripts/ensure-packages redis postgresql chromium
+	./scripts/ensure-packages redis postgresql chromium promtool
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-fast: everything but the slow fault-injection tests
 test-fast: install
-	./scripts/ensure-packages redis postgresql chromium
+	./scripts/ensure-packages redis postgresql chromium promtool
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 ## loadtest: rehearse launch day twice on the same traffic - waiting room off, then on

@@ -108,6 +108,32 @@ class Metrics:
             "Units moved between the buckets of sales of several shards.",
             registry=self.registry,
         )
+        self.dead_letters = Gauge(
+            "flashsale_dead_letters",
+            "Order events in the dead-letter streams now (all sales): each waits for a fix "
+            "and `flashsale dead-letters replay`.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.redis_durable = Gauge(
+            "flashsale_redis_durable",
+            "1 when every Redis node persists as the engine needs (appendonly yes, appendfsync "
+            "always, noeviction), 0 when a setting can lose acknowledged orders or is unknown.",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+        self.audit_violations = Gauge(
+            "flashsale_audit_violations",
+            "Invariant violations the worker's last periodic audit found (all active sales).",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.audit_completed = Gauge(
+            "flashsale_audit_last_completed_timestamp_seconds",
+            "When the worker's periodic audit last ran to the end (Unix time).",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         self.holds_expired = Counter(
             "flashsale_holds_expired_total",
             "Holds the sweeper released because they passed their expiry.",

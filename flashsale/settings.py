@@ -119,6 +119,8 @@ class WorkerSettings(_Section, frozen=True):
     idle_poll_seconds: Annotated[float, Meta(ge=0.001)]
     sweep_interval_seconds: Annotated[float, Meta(ge=0.01)]
     rebalance_interval_seconds: Annotated[float, Meta(ge=0.01)]
+    health_interval_seconds: Annotated[float, Meta(ge=0.1)]
+    audit_interval_seconds: Annotated[float, Meta(ge=0)]
 
 
 class PurchasesSettings(_Section, frozen=True):

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from flashsale.errors import FlashsaleError
 from flashsale.runtime.admin_token import resolve_admin_token, resolve_signing_key
-from flashsale.runtime.durability import durability_warnings
 from flashsale.runtime.embedded_redis import EmbeddedRedis
 from flashsale.runtime.engine_address import forget_address, record_address
 from flashsale.runtime.http_server import run_http
 from flashsale.runtime.process_pool import ProcessPool
 from flashsale.settings import Settings
 from flashsale.store.client import connect
+from flashsale.store.durability import durability_warnings
 
 log = logging.getLogger("flashsale.serve")
 

@@ -21,6 +21,7 @@ from flashsale.worker.consumer import OrderQueue, QueueSettings
 from flashsale.worker.rebalancer import Rebalancer
 from flashsale.worker.retry import Backoff
 from flashsale.worker.sweeper import HoldSweeper
+from flashsale.worker.watchdog import Watchdog
 
 log = logging.getLogger("flashsale.worker")
 
@@ -60,6 +61,9 @@ class Worker:
         self.sweeper = HoldSweeper(redis, scripts, metrics, settings.worker.batch_size)
         self.rebalancer = Rebalancer(redis, scripts, metrics)
         self.active = ActiveSales(redis, scripts)
+        self.watchdog = Watchdog(
+            redis, sink, self.active, metrics, settings.worker.audit_interval_seconds
+        )
         self._settings = settings
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -79,6 +83,12 @@ class Worker:
                 "rebalancer",
                 self.rebalancer.pass_once,
                 self._settings.worker.rebalance_interval_seconds,
+                stop,
+            ),
+            self._loop(
+                "watchdog",
+                self.watchdog.pass_once,
+                self._settings.worker.health_interval_seconds,
                 stop,
             ),
         )

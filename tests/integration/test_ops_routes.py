@@ -11,10 +11,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from flashsale.api.app import create_app
-from flashsale.runtime.durability import durability_warnings
 from flashsale.runtime.redis_server import free_port
 from flashsale.settings import Settings, load_settings
 from flashsale.store.client import connect_single
+from flashsale.store.durability import durability_warnings
 from tests.helpers import ADMIN_TOKEN, metric
 from tests.integration.conftest import CreateSale
 from tests.servers import redis_server

@@ -11,7 +11,10 @@ from redis.asyncio.cluster import RedisCluster
 
 from flashsale.store.client import is_cluster
 
-log = logging.getLogger("flashsale.durability")
+_LOG = logging.getLogger("flashsale.durability")
+# The periodic check's findings: its own changes are what it logs.
+_QUIET = logging.getLogger("flashsale.durability.periodic")
+_QUIET.disabled = True
 
 # What the engine needs for "durable before acknowledged".
 SAFE = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"}
@@ -22,10 +25,12 @@ _RISKS = {
 }
 
 
-async def durability_warnings(redis: Redis) -> list[str]:
-    """One sentence per setting that can lose acknowledged orders; logs what it found."""
+async def durability_warnings(redis: Redis, *, quiet: bool = False) -> list[str]:
+    """One sentence per setting that can lose acknowledged orders; logs what it found
+    (unless `quiet`: the worker's periodic check says it only when it changes)."""
+    log = _QUIET if quiet else _LOG
     if is_cluster(redis):
-        return await _cluster_durability_warnings(cast(RedisCluster, redis))
+        return await _cluster_durability_warnings(cast(RedisCluster, redis), log)
     found: dict[str, str] = {}
     try:
         for name in SAFE:
@@ -55,7 +60,7 @@ async def durability_warnings(redis: Redis) -> list[str]:
     return warnings
 
 
-async def _cluster_durability_warnings(cluster: RedisCluster) -> list[str]:
+async def _cluster_durability_warnings(cluster: RedisCluster, log: logging.Logger) -> list[str]:
     """Every node's settings (a replica promoted by a failover must be as durable as the
     primary it replaces): one sentence per node and setting that can lose orders."""
     per_node: dict[str, dict[str, str]] = {}
