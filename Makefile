@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: install run test test-fast loadtest bench bench-smoke bench-shards bench-failover chaos chaos-smoke lint luacheck format clean
+.PHONY: install run test test-fast loadtest bench bench-smoke bench-live bench-shards bench-failover chaos chaos-smoke lint luacheck format clean
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap scripts/ensure-packages
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/bootstrap
@@ -39,11 +39,18 @@ bench: install
 	./scripts/ensure-packages redis wrk
 	$(BIN)/python loadtest/bench.py --duration 10
 
-## bench-smoke: the same with one-second scenarios, to keep it working (and the shards one)
+## bench-smoke: the same with one-second scenarios, to keep it working (and the shards and
+## live-watchers ones)
 bench-smoke: install
 	./scripts/ensure-packages redis wrk
 	$(BIN)/python loadtest/bench.py --duration 1
 	$(BIN)/python loadtest/shards.py --duration 1
+	$(BIN)/python loadtest/live_watchers.py --duration 1 --rounds 1 --watchers 50
+
+## bench-live: purchases/s with and without 300 console watchers on the sale's live stream
+bench-live: install
+	./scripts/ensure-packages redis wrk
+	$(BIN)/python loadtest/live_watchers.py --duration 10 --rounds 3 --watchers 300
 
 ## bench-shards: one hot sale's purchases/s over 1, 2 and 3 shards on a private Redis Cluster
 bench-shards: install
