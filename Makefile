@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: install run test test-fast loadtest bench bench-smoke bench-live bench-shards bench-failover chaos chaos-smoke lint luacheck format clean
+.PHONY: install run test test-fast loadtest bench bench-smoke bench-live bench-shards bench-failover chaos chaos-smoke image-tour lint luacheck format clean
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap scripts/ensure-packages
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/bootstrap
@@ -73,6 +73,11 @@ chaos: install
 chaos-smoke: install
 	./scripts/ensure-packages redis postgresql
 	$(BIN)/python loadtest/chaos.py --duration 30 --calm 1.5
+
+## image-tour: build the Dockerfile's image (podman; its base made with debootstrap where it
+## cannot be pulled) and run the README's tour inside it
+image-tour:
+	./scripts/image-tour
 
 ## lint: ruff, mypy --strict, the import contracts and luacheck, as CI runs them
 lint: install luacheck
