@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers import ADMIN_TOKEN
 from tests.polling import eventually_blocking
+from tests.servers import redis_server
 
 
 @dataclass
@@ -99,3 +101,22 @@ def pid_alive(pid: int) -> bool:
 
 def wait_until_gone(pid: int, what: str, within: float = 10) -> None:
     eventually_blocking(lambda: not pid_alive(pid), within=within, what=what)
+
+
+# Every request of a test comes from 127.0.0.1, so no limit per address; a shopper who
+# repeats within the second is shed (rate_limited_user): the shed figures move.
+GREEDY_SHOPPERS_SHED = {
+    "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "0",
+    "FLASHSALE_ADMISSION_USER_RATE_PER_SECOND": "1",
+    "FLASHSALE_ADMISSION_USER_BURST": "2",
+}
+
+
+@contextmanager
+def service_with_own_redis(root: Path, env: dict[str, str], *args: str) -> Iterator[Service]:
+    """`flashsale serve` (the test admin token, `env`, `args`) on a redis-server of its own
+    under `root`."""
+    with redis_server(root / "redis") as redis_url:
+        settings = {"FLASHSALE_REDIS_URL": redis_url, "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN, **env}
+        with flashsale_service(root / "serve", settings, *args) as running:
+            yield running

@@ -18,26 +18,17 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from tests import sync_http as http
 from tests.browser import chromium_browsers, shoot, text, visible, wait
 from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
-from tests.servers import redis_server
-from tests.service import Service, flashsale_service
+from tests.service import GREEDY_SHOPPERS_SHED, Service, service_with_own_redis
 
 TOKEN_KEY = "flashsale.admin-token"
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    # A greedy shopper's repeats are shed: the shed sparkline moves.
     root = Path(tmp_path_factory.mktemp("console"))
-    with redis_server(root / "redis") as redis_url:
-        env = {
-            "FLASHSALE_REDIS_URL": redis_url,
-            "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN,
-            "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "0",
-            # A greedy shopper's repeats are shed (rate_limited_user): the shed sparkline.
-            "FLASHSALE_ADMISSION_USER_RATE_PER_SECOND": "1",
-            "FLASHSALE_ADMISSION_USER_BURST": "2",
-        }
-        with flashsale_service(root / "serve", env, "--workers", "1") as running:
-            yield running
+    with service_with_own_redis(root, GREEDY_SHOPPERS_SHED, "--workers", "1") as running:
+        yield running
 
 
 @pytest.fixture

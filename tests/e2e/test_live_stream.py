@@ -13,10 +13,9 @@ import pytest
 
 from tests import sync_http as http
 from tests.e2e.test_process_pool import children_of, metric_sum
-from tests.helpers import ADMIN, ADMIN_TOKEN, sale_body
+from tests.helpers import ADMIN, sale_body
 from tests.polling import eventually_blocking
-from tests.servers import redis_server
-from tests.service import flashsale_service
+from tests.service import GREEDY_SHOPPERS_SHED, service_with_own_redis
 from tests.sse import events
 
 pytestmark = pytest.mark.slow
@@ -26,29 +25,24 @@ GREEDY_TRIES = 60
 
 
 async def test_every_watcher_sees_both_processes_work(tmp_path: Path) -> None:
-    with redis_server(tmp_path / "redis") as redis_url:
-        env = {
-            "FLASHSALE_REDIS_URL": redis_url,
-            "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN,
-            "FLASHSALE_ADMISSION_IP_RATE_PER_SECOND": "0",
-            # The greedy user is shed (rate_limited_user) by whichever process it reaches.
-            "FLASHSALE_ADMISSION_USER_RATE_PER_SECOND": "1",
-            "FLASHSALE_ADMISSION_USER_BURST": "2",
-            "FLASHSALE_ADMISSION_ADAPTIVE": "false",
-            "FLASHSALE_ADMISSION_QUEUE_TARGET_MS": "60000",
-        }
-        with flashsale_service(tmp_path / "data", env, "--workers", "2") as service:
-            eventually_blocking(
-                lambda: len(children_of(service.process.pid)) == 2,
-                within=10,
-                what="two processes",
-                ignoring=(Exception,),
-            )
-            body = sale_body(stock=1000, per_user_limit=1)
-            sale_id = body["sale_id"]
-            assert http.post(service.url + "/admin/sales", body, ADMIN)[0] == 201
-            finals = await watch_while_buying(service.url, sale_id)
-            metrics = http.get(service.url + "/metrics")[1]
+    # The greedy user is shed by whichever process it reaches; nothing else is.
+    env = {
+        **GREEDY_SHOPPERS_SHED,
+        "FLASHSALE_ADMISSION_ADAPTIVE": "false",
+        "FLASHSALE_ADMISSION_QUEUE_TARGET_MS": "60000",
+    }
+    with service_with_own_redis(tmp_path, env, "--workers", "2") as service:
+        eventually_blocking(
+            lambda: len(children_of(service.process.pid)) == 2,
+            within=10,
+            what="two processes",
+            ignoring=(Exception,),
+        )
+        body = sale_body(stock=1000, per_user_limit=1)
+        sale_id = body["sale_id"]
+        assert http.post(service.url + "/admin/sales", body, ADMIN)[0] == 201
+        finals = await watch_while_buying(service.url, sale_id)
+        metrics = http.get(service.url + "/metrics")[1]
     shed = metric_sum(metrics, "flashsale_shed_total", 'reason="rate_limited_user"')
     assert shed > 0
     for final in finals:  # one per watcher, each on its own connection
