@@ -59,10 +59,18 @@ async def _report_durability(settings: Settings) -> None:
         await redis.aclose()
 
 
+# Listening on every address: the commands beside it reach it on loopback.
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def _announcer(data_dir: Path, processes: int) -> Callable[[str, int], None]:
     def announce(host: str, port: int) -> None:
-        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        record_address(data_dir, url)
+        url = _url(host, port)
+        record_address(data_dir, _url(_LOOPBACK.get(host, host), port))
         several = f" ({processes} processes)" if processes > 1 else ""
         print(f"flashsale serving on {url}{several}", flush=True)
 
