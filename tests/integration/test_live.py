@@ -102,24 +102,26 @@ async def test_hundreds_of_watchers_share_one_reading_a_second(
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(str(client.make_url("/")), connector=connector) as session:
         two_events: list[list[int]] = []
+        leave = asyncio.Event()
 
         async def watch() -> None:
             async with stream(session, sale_id) as feed:
                 numbers = []
-                async with asyncio.timeout(15):
+                async with asyncio.timeout(30):
                     async for event in feed:
                         numbers.append(int(event.event_id or 0))
                         if len(numbers) == 2:
                             break
                 two_events.append(numbers)
-                # Stay on until everyone is in, so that all are watching at once.
-                await eventually(lambda: len(two_events) == watchers, within=15, what="all")
+                await leave.wait()  # everyone stays on until all are counted at once
 
         tasks = [asyncio.create_task(watch()) for _ in range(watchers)]
         await eventually(
-            lambda: feeds.watching(sale_id) == watchers, within=15, what="every watcher in"
-        )
+            lambda: feeds.watching(sale_id) == watchers and len(two_events) == watchers,
+            within=30, what="every watcher in, each with two events",
+        )  # fmt: skip
         assert feeds.feeds_open() == 1  # one reading a second for all of them
+        leave.set()
         await asyncio.gather(*tasks)
     assert len(two_events) == watchers
     # Each got consecutive events of the same numbered feed.

@@ -40,13 +40,15 @@ class Feed:
     def __init__(self) -> None:
         self.number = 0
         self.latest = b""
+        self.kind = ""  # the latest event's name: sale, unavailable or gone
         self.finished = False
         self.watchers = 0
         self._changed = asyncio.Event()
 
-    def publish(self, event: bytes, *, last: bool = False) -> None:
+    def publish(self, kind: str, data: bytes, *, last: bool = False) -> None:
         self.number += 1
-        self.latest = event
+        self.kind = kind
+        self.latest = sse(kind, data, self.number)
         self.finished = self.finished or last
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -109,24 +111,26 @@ class LiveFeeds:
         loop = asyncio.get_running_loop()
         window: collections.deque[Reading] = collections.deque(maxlen=LATENCY_WINDOW_READINGS)
         started = loop.time()
-        ticks = 0
         while True:
             try:
                 reading = await self._read(sale_id, loop.time())
             except (StoreUnavailableError, RedisError, OSError) as exc:
-                detail = {"detail": f"Redis is not answering: {exc}"}
-                feed.publish(sse("unavailable", _encode(detail), feed.number + 1))
+                feed.publish("unavailable", _encode({"detail": f"Redis is not answering: {exc}"}))
+            except Exception:
+                # A bug must not leave its watchers waiting for a first event forever.
+                log.exception("reading sale %s for its live stream failed", sale_id)
+                feed.publish("unavailable", _encode({"detail": "the engine could not read it"}))
             else:
                 if reading is None:
-                    gone = {"detail": f"sale {sale_id!r} no longer exists"}
-                    feed.publish(sse("gone", _encode(gone), feed.number + 1), last=True)
+                    gone = {"detail": f"no sale with id {sale_id!r}"}
+                    feed.publish("gone", _encode(gone), last=True)
                     return
                 window.append(reading)
-                event = _encode(live_event(list(window)))
-                feed.publish(sse("sale", event, feed.number + 1))
-            # On the second's beat from the first reading: a slow read does not drift it.
-            ticks = max(ticks + 1, int((loop.time() - started) / INTERVAL_SECONDS))
-            await asyncio.sleep(max(0.0, started + ticks * INTERVAL_SECONDS - loop.time()))
+                feed.publish("sale", _encode(live_event(list(window))))
+            # The next beat of the second from the first reading: a slow read neither drifts
+            # the beat nor is followed by a reading at once to catch up.
+            beat = int((loop.time() - started) / INTERVAL_SECONDS) + 1
+            await asyncio.sleep(max(0.0, started + beat * INTERVAL_SECONDS - loop.time()))
 
     async def _read(self, sale_id: str, at: float) -> Reading | None:
         sale = await self._store.get_sale(sale_id)
