@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,6 +17,9 @@ from prometheus_client.metrics_core import Metric
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
+# A gauge only the order worker's process sets (serve runs the worker in one of its
+# processes): the value it set last, not the 0 the other processes hold for it.
+WORKER_SETS: Final = "livemostrecent"
 
 
 class Metrics:
@@ -83,7 +86,7 @@ class Metrics:
             "flashsale_order_store_up",
             "1 while the order store takes writes, 0 while the worker waits out an outage.",
             registry=self.registry,
-            multiprocess_mode="livemin",
+            multiprocess_mode=WORKER_SETS,
         )
         self.sink_write_seconds = Histogram(
             "flashsale_order_store_write_seconds",
@@ -113,26 +116,26 @@ class Metrics:
             "Order events in the dead-letter streams now (all sales): each waits for a fix "
             "and `flashsale dead-letters replay`.",
             registry=self.registry,
-            multiprocess_mode="livemax",
+            multiprocess_mode=WORKER_SETS,
         )
         self.redis_durable = Gauge(
             "flashsale_redis_durable",
             "1 when every Redis node persists as the engine needs (appendonly yes, appendfsync "
             "always, noeviction), 0 when a setting can lose acknowledged orders or is unknown.",
             registry=self.registry,
-            multiprocess_mode="livemin",
+            multiprocess_mode=WORKER_SETS,
         )
         self.audit_violations = Gauge(
             "flashsale_audit_violations",
             "Invariant violations the worker's last periodic audit found (all active sales).",
             registry=self.registry,
-            multiprocess_mode="livemax",
+            multiprocess_mode=WORKER_SETS,
         )
         self.audit_completed = Gauge(
             "flashsale_audit_last_completed_timestamp_seconds",
             "When the worker's periodic audit last ran to the end (Unix time).",
             registry=self.registry,
-            multiprocess_mode="livemax",
+            multiprocess_mode=WORKER_SETS,
         )
         self.holds_expired = Counter(
             "flashsale_holds_expired_total",

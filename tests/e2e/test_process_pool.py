@@ -40,8 +40,18 @@ def metric_sum(text: str, name: str, labels: str) -> float:
     return sum(float(m) for m in re.findall(pattern, text, flags=re.M))
 
 
+def worker_gauges(text: str) -> tuple[float | None, ...]:
+    def value(name: str) -> float | None:
+        found = re.findall(rf"^{re.escape(name)} (\S+)$", text, flags=re.M)
+        return float(found[0]) if len(found) == 1 else None
+
+    return value("flashsale_order_store_up"), value("flashsale_redis_durable")
+
+
 async def test_processes_share_the_port_and_their_metrics(tmp_path: Path) -> None:
-    with redis_server(tmp_path / "redis") as redis_url:
+    # Persisting as the engine needs, so that flashsale_redis_durable has a 1 to report.
+    durable = ("--appendonly", "yes", "--appendfsync", "always")
+    with redis_server(tmp_path / "redis", *durable) as redis_url:
         env = {
             "FLASHSALE_REDIS_URL": redis_url,
             "FLASHSALE_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -76,6 +86,13 @@ async def test_processes_share_the_port_and_their_metrics(tmp_path: Path) -> Non
             assert metric_sum(text, "flashsale_purchase_attempts_total", 'outcome="ok"') == 300
             route = 'method="POST",route="/v1/sales/{sale_id}/purchases",status="201"'
             assert metric_sum(text, "flashsale_http_requests_total", route) == 300
+            # Gauges only the order worker's process sets report its reading, not the 0 the
+            # other process holds for them (that 0 would page "order store down").
+            eventually_blocking(
+                lambda: worker_gauges(http.get(service.url + "/metrics")[1]) == (1.0, 1.0),
+                within=30,
+                what="order_store_up and redis_durable at 1 with two processes",
+            )
 
             victim = min(children)
             os.kill(victim, signal.SIGKILL)
