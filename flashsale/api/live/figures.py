@@ -150,7 +150,8 @@ def _room(before: Reading | None, now: Reading) -> Room | None:
 
 
 def _latency(oldest: Reading, now: Reading) -> Latency:
-    delta = difference(oldest.latency, now.latency) if oldest is not now else now.latency
+    # A first reading has no window: the histogram's totals since the start are not "now".
+    delta = difference(oldest.latency, now.latency) if oldest is not now else ()
     answered = int(delta[-1][1]) if delta else 0
     return Latency(
         p50=quantile(delta, 0.5),
