@@ -97,6 +97,7 @@ class QueueView(Struct, omit_defaults=True):
     ticket: str
     status: str
     position: int | None
+    # null once final, and while the line moves too slowly for an estimate worth a number.
     estimated_wait_seconds: float | None
     poll_after_seconds: float
     purchase_token: str | None = None

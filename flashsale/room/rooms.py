@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -285,13 +286,15 @@ class Rooms:
         return QueueAnswer(ticket, "waiting", position, self._eta(state, position, now_ms),
                            poll_after)  # fmt: skip
 
-    def _eta(self, state: RoomState, position: int, now_ms: int) -> float:
+    def _eta(self, state: RoomState, position: int, now_ms: int) -> float | None:
         """Seconds until this position reaches the front, at the pace measured here (the
-        configured pace until there is a measurement), plus the wait for the open."""
+        configured pace until there is a measurement), plus the wait for the open; None when
+        the pace is so slow that no float states it (infinity is no answer, and JSON has none)."""
         measured = self._pace.get(state.sale_id, (0.0, 0, 0.0))[2]
         configured = (
             state.admit_per_second or state.auto_rate or self._settings.default_admit_per_second
         )
         pace = measured if state.opened and measured > 0 else configured
         until_open = max(0.0, (state.starts_at - now_ms) / 1000)
-        return round(until_open + position / pace, 1)
+        eta = until_open + position / pace
+        return round(eta, 1) if math.isfinite(eta) else None

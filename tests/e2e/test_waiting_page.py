@@ -94,6 +94,21 @@ def test_join_wait_be_admitted_buy_and_see_sold_out(
     assert api(engine, "GET", f"/admin/sales/{sale['sale_id']}")["stock_left"] == 0
 
 
+def test_a_line_too_slow_to_estimate_is_said_so(engine: Service) -> None:
+    """A room admitting at the smallest positive pace has no estimate worth a number: the page
+    says so rather than "About 0 s to go"."""
+    sale = api(engine, "POST", "/admin/sales", sale_body(
+        waiting_room={"enabled": True, "admit_per_second": 5e-324},
+    ))  # fmt: skip
+    with chromium_browsers() as launch:
+        browser = launch()
+        browser.get(f"{engine.url}/v1/sales/{sale['sale_id']}/waiting-room")
+        browser.find_element(By.ID, "user").send_keys("slow-line")
+        browser.find_element(By.ID, "join-button").click()
+        wait(browser, "a place in line", lambda b: "in line" in text(b, "position"))
+        assert text(browser, "eta") == "No estimate yet: the line is barely moving."
+
+
 def test_the_page_runs_nothing_but_its_own_script(engine: Service) -> None:
     page_url = f"{engine.url}/v1/sales/any-sale/waiting-room"
     with urllib.request.urlopen(page_url, timeout=10) as response:  # noqa: S310 - http://

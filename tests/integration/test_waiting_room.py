@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
@@ -28,6 +29,7 @@ from tests.integration.test_purchase_script import new_sale
 from tests.polling import eventually
 
 Client = TestClient[Any, Any]
+MSGPACK = "application/msgpack"
 POLL_AFTER = 0.2  # seconds; the room's clock ticks every 0.02 s here
 
 
@@ -343,6 +345,35 @@ async def test_the_estimated_wait_is_what_happens(room_client: Client) -> None:
     for (user, (_, _, estimate)), wait in zip(joined.items(), actual, strict=True):
         # Within a second (the polling interval and the tick) and a third of the estimate.
         assert abs(wait - estimate) <= 1.0 + estimate / 3, (user, estimate, wait)
+
+
+async def test_a_wait_too_long_to_state_is_null_in_json_and_msgpack(room_client: Client) -> None:
+    """A room admitting the smallest positive pace puts the front beyond any float: the
+    estimate is then unknown (null), not infinity, which msgpack would carry and JSON can't."""
+    client = room_client
+    sale = await create(client, waiting_room=room(admit_per_second=5e-324))
+    sale_id = sale["sale_id"]
+    as_json = await (await join(client, sale_id, "json-waiter")).json()
+    answer = await client.post(
+        f"/v1/sales/{sale_id}/queue",
+        data=msgspec.msgpack.encode({"user_id": "msgpack-waiter"}),
+        headers={"Content-Type": MSGPACK, "Accept": MSGPACK},
+    )
+    assert answer.status == 201
+    as_msgpack = msgspec.msgpack.decode(await answer.read())
+    assert (as_json["status"], as_msgpack["status"]) == ("waiting", "waiting")
+    assert (as_json["estimated_wait_seconds"], as_msgpack["estimated_wait_seconds"]) == (None, None)
+
+    async def polled() -> Any:
+        answer = await client.get(f"/v1/sales/{sale_id}/queue/{as_msgpack['ticket']}",
+                                  headers={"Accept": MSGPACK})  # fmt: skip
+        if answer.status == 429:
+            return None  # sooner than poll_after
+        assert answer.status == 200
+        return msgspec.msgpack.decode(await answer.read())
+
+    later = await eventually(polled, within=10, what="a poll answered", interval=POLL_AFTER)
+    assert (later["status"], later["estimated_wait_seconds"]) == ("waiting", None)
 
 
 async def test_the_engines_own_pace_grows_while_nothing_is_shed_and_falls_when_it_is(
